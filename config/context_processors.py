@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def practice(request):
+    return {"practice_name": settings.PRACTICE_NAME}

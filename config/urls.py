@@ -1,0 +1,8 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("patients.urls")),
+    path("", include("invitations.urls")),
+    path("portal/", include("portal.urls")),
+    path("demo/", include("demo.urls")),
+]

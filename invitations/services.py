@@ -1,0 +1,221 @@
+"""State changes of invitations: creating, checking, accepting and delivering them.
+
+Each function runs in one transaction with its audit record. Delivery tasks
+are enqueued inside the same transaction as the invitations they send, so a
+rolled-back send leaves no task behind and sends no email.
+"""
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import record, record_many
+from invitations.models import Invitation, hash_token
+from patients import bulk
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 500
+
+
+def _enqueue_delivery(invitation_ids: list[int]) -> None:
+    from invitations.tasks import deliver_invitations
+
+    batch = settings.DELIVERY_BATCH_SIZE
+    for start in range(0, len(invitation_ids), batch):
+        deliver_invitations.enqueue(invitation_ids[start : start + batch])
+
+
+def _new_invitation(patient_id: int, email: str, actor, now) -> Invitation:
+    salt = Invitation.new_salt()
+    return Invitation(
+        patient_id=patient_id,
+        email=email,
+        salt=salt,
+        token_hash=hash_token(Invitation.token_for_salt(salt)),
+        created_by=actor,
+        created_at=now,
+        expires_at=now + datetime.timedelta(days=settings.INVITATION_VALID_DAYS),
+    )
+
+
+def _supersede_pending(patient_ids) -> None:
+    """Make older links stop working; an unsent one is not sent at all."""
+    pending = Invitation.objects.filter(
+        patient_id__in=patient_ids, status=Invitation.Status.PENDING
+    )
+    pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
+        delivery_status=Invitation.Delivery.CANCELLED
+    )
+    pending.update(status=Invitation.Status.SUPERSEDED)
+
+
+def send_invitations(patients, *, actor) -> bulk.Plan:
+    """Create one invitation per eligible patient and queue their delivery.
+
+    Works in chunks, each one transaction holding the invitations, their
+    audit records and their delivery tasks. Returns the plan carried out.
+    """
+    result = bulk.plan(patients, bulk.INVITE)
+    ids = list(bulk.eligible_ids(patients, bulk.INVITE))
+    queued = 0
+    for start in range(0, len(ids), CHUNK_SIZE):
+        chunk = ids[start : start + CHUNK_SIZE]
+        with transaction.atomic():
+            now = timezone.now()
+            # Re-check eligibility under the lock, so a patient changed since
+            # the plan was made is not invited twice by two clicks.
+            locked = (
+                bulk.annotate_reason(
+                    Patient.objects.select_for_update().filter(pk__in=chunk),
+                    bulk.INVITE,
+                    now,
+                )
+                .filter(skip_reason=bulk.ELIGIBLE)
+                .values_list("pk", "email")
+            )
+            rows = list(locked)
+            patient_ids = [pk for pk, _ in rows]
+            _supersede_pending(patient_ids)
+            invitations = Invitation.objects.bulk_create(
+                [_new_invitation(pk, email, actor, now) for pk, email in rows]
+            )
+            record_many(
+                [
+                    AuditEvent(
+                        created_at=now,
+                        actor=actor,
+                        actor_label=actor.get_username() if actor else "system",
+                        action=AuditEvent.Action.INVITE,
+                        patient_id=invitation.patient_id,
+                        detail={"invitation_id": invitation.pk},
+                    )
+                    for invitation in invitations
+                ]
+            )
+            _enqueue_delivery([invitation.pk for invitation in invitations])
+        queued += len(rows)
+    logger.info("Queued %d invitations", queued)
+    result.skipped["recently_invited"] = result.skipped.get("recently_invited", 0) + (
+        result.eligible - queued
+    )
+    if not result.skipped["recently_invited"]:
+        del result.skipped["recently_invited"]
+    result.eligible = queued
+    return result
+
+
+@transaction.atomic
+def send_invitation(patient: Patient, *, actor) -> Invitation:
+    """Invite one patient from their portal page, replacing any pending invitation.
+
+    Raises ValueError with the reason when the patient cannot be invited.
+    """
+    now = timezone.now()
+    row = (
+        bulk.annotate_reason(
+            Patient.objects.select_for_update().filter(pk=patient.pk),
+            bulk.INVITE,
+            now,
+            allow_resend=True,
+        )
+        .values("skip_reason", "email")
+        .get()
+    )
+    if row["skip_reason"] != bulk.ELIGIBLE:
+        raise ValueError(bulk.SKIP_REASONS[row["skip_reason"]])
+    _supersede_pending([patient.pk])
+    invitation = _new_invitation(patient.pk, row["email"], actor, now)
+    invitation.save()
+    record(
+        AuditEvent.Action.INVITE,
+        actor=actor,
+        patient=patient,
+        invitation_id=invitation.pk,
+    )
+    _enqueue_delivery([invitation.pk])
+    return invitation
+
+
+def find_invitation(token: str) -> Invitation | None:
+    """Return the usable invitation for a link's token, or None for any other link."""
+    if not token or len(token) > 100:
+        return None
+    return (
+        Invitation.objects.usable()
+        .select_related("patient")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
+
+
+@transaction.atomic
+def check_date_of_birth(invitation: Invitation, birth_date: datetime.date) -> bool:
+    """Compare the date of birth given on the link page; lock the link after too many misses."""
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if not invitation.is_usable:
+        return False
+    patient = invitation.patient
+    if patient.birth_date is not None and patient.birth_date == birth_date:
+        return True
+    invitation.dob_failures += 1
+    if invitation.dob_failures >= settings.INVITATION_MAX_DOB_ATTEMPTS:
+        invitation.status = Invitation.Status.LOCKED
+    invitation.save(update_fields=["dob_failures", "status"])
+    record(
+        AuditEvent.Action.DOB_MISMATCH,
+        actor_label="patient",
+        patient=patient,
+        outcome=AuditEvent.Outcome.FAILURE,
+        invitation_id=invitation.pk,
+        failures=invitation.dob_failures,
+        locked=invitation.status == Invitation.Status.LOCKED,
+    )
+    return False
+
+
+class InvitationNotUsable(Exception):
+    """The invitation was used, replaced, revoked, locked or expired meanwhile."""
+
+
+@transaction.atomic
+def accept_invitation(invitation: Invitation, *, username: str, password: str):
+    """Create the patient's login from an invitation, exactly once.
+
+    The caller has validated the username and password. Raises
+    InvitationNotUsable when the link stopped working in the meantime, and
+    django's IntegrityError when the username was taken in the meantime.
+    """
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("patient")
+        .get(pk=invitation.pk)
+    )
+    patient = Patient.objects.select_for_update().get(pk=invitation.patient_id)
+    if not invitation.is_usable or patient.user_id is not None:
+        raise InvitationNotUsable()
+    if not patient.portal_access:
+        raise InvitationNotUsable()
+
+    user = get_user_model().objects.create_user(
+        username=username, password=password, email=patient.email
+    )
+    patient.user = user
+    patient.save(update_fields=["user"])
+    invitation.status = Invitation.Status.ACCEPTED
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["status", "accepted_at"])
+    record(
+        AuditEvent.Action.ACCEPT,
+        actor=user,
+        patient=patient,
+        invitation_id=invitation.pk,
+    )
+    logger.info("Invitation %s accepted, account created", invitation.pk)
+    return user

@@ -1,0 +1,259 @@
+import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.utils import timezone
+
+
+def normalize_email(address: str) -> str:
+    """Return the form used to compare addresses: trimmed and lower-cased."""
+    return address.strip().lower()
+
+
+def is_valid_email(address: str) -> bool:
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
+
+
+class Practitioner(models.Model):
+    """A clinician who can be a patient's primary provider.
+
+    Imports deduplicate practitioners by FHIR resource id and by NPI.
+    """
+
+    fhir_id = models.CharField(max_length=128, blank=True, db_index=True)
+    npi = models.CharField("NPI", max_length=20, blank=True, db_index=True)
+    family_name = models.CharField(max_length=200, blank=True)
+    given_names = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=50, blank=True)
+    # Name as imported when it has no parts, e.g. a CSV "Dr. Ana Ruiz".
+    text = models.CharField(max_length=300, blank=True)
+    email = models.CharField(max_length=320, blank=True)
+
+    class Meta:
+        ordering = ["family_name", "given_names", "id"]
+
+    def __str__(self):
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        if self.family_name:
+            name = f"{self.family_name}, {self.given_names}".rstrip(", ")
+            return f"{self.prefix} {name}".strip() if self.prefix else name
+        return self.text or self.npi or self.fhir_id or f"Practitioner {self.pk}"
+
+
+class Tag(models.Model):
+    """A practice's label for a group of patients, such as a program or cohort."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class PatientQuerySet(models.QuerySet):
+    def with_email(self):
+        return self.exclude(email="")
+
+
+class Patient(models.Model):
+    """A patient imported from the practice's EHR, with their portal status."""
+
+    class PortalState(models.TextChoices):
+        NOT_ENABLED = "not_enabled", "Not enabled"
+        ENABLED = "enabled", "Enabled"
+        INVITED = "invited", "Invited"
+        INVITE_FAILED = "invite_failed", "Invitation failed"
+        ACCOUNT_SET_UP = "account_set_up", "Account set up"
+        LOGGED_IN = "logged_in", "Logged in"
+
+    # Where the record came from ("fhir", "csv" or a name given at import) and
+    # its id there; together they find the same patient on re-import.
+    source = models.CharField(max_length=100)
+    source_id = models.CharField(max_length=200)
+
+    family_name = models.CharField(max_length=200, blank=True)
+    given_names = models.CharField(max_length=200, blank=True)
+    # Lower-cased "family given", for sorting and searching by name.
+    sort_name = models.CharField(max_length=401, blank=True, db_index=True)
+    birth_date = models.DateField(null=True, blank=True, db_index=True)
+
+    email = models.CharField(max_length=320, blank=True)
+    email_normalized = models.CharField(max_length=320, blank=True, db_index=True)
+    email_valid = models.BooleanField(default=False)
+    email_changed_at = models.DateTimeField(null=True, blank=True)
+
+    primary_provider = models.ForeignKey(
+        Practitioner,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="patients",
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="patients")
+
+    active = models.BooleanField(default=True)
+    deceased = models.BooleanField(default=False)
+    deceased_at = models.DateTimeField(null=True, blank=True)
+
+    portal_access = models.BooleanField(default=False, db_index=True)
+    portal_access_changed_at = models.DateTimeField(null=True, blank=True)
+    # The patient's login, once they have finished account setup.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="patient",
+    )
+    # When an invitation email was last accepted by the SMTP server.
+    last_invite_sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_login_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sort_name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_id"], name="patient_unique_source_id"
+            )
+        ]
+        permissions = [
+            ("enable_portal_access", "Can enable and disable portal access"),
+            ("send_portal_invitation", "Can send portal invitations"),
+            ("change_portal_username", "Can change a patient's portal username"),
+        ]
+
+    def __str__(self):
+        return f"Patient {self.pk}"
+
+    @property
+    def display_name(self) -> str:
+        """The name as staff read it in the list: "Last, First"."""
+        if self.family_name and self.given_names:
+            return f"{self.family_name}, {self.given_names}"
+        return self.family_name or self.given_names or "(no name)"
+
+    def set_email(self, address: str) -> None:
+        """Store an address as imported or typed, with its compared form and validity."""
+        self.email = address.strip()
+        self.email_normalized = normalize_email(address)
+        self.email_valid = bool(self.email) and is_valid_email(self.email)
+
+    def set_name(self, family: str, given: str) -> None:
+        self.family_name = family.strip()
+        self.given_names = given.strip()
+        self.sort_name = f"{self.family_name} {self.given_names}".strip().lower()
+
+    def age_on(self, day: datetime.date) -> int | None:
+        if self.birth_date is None:
+            return None
+        before_birthday = (day.month, day.day) < (
+            self.birth_date.month,
+            self.birth_date.day,
+        )
+        return day.year - self.birth_date.year - before_birthday
+
+    @property
+    def has_username(self) -> bool:
+        return self.user_id is not None
+
+    def portal_state(self, latest_invitation=None) -> str:
+        """The one state staff see at a glance, from the most advanced fact known."""
+        if self.last_login_at:
+            return self.PortalState.LOGGED_IN
+        if self.user_id:
+            return self.PortalState.ACCOUNT_SET_UP
+        if latest_invitation is not None:
+            if latest_invitation.delivery_status == "failed":
+                return self.PortalState.INVITE_FAILED
+            return self.PortalState.INVITED
+        if self.portal_access:
+            return self.PortalState.ENABLED
+        return self.PortalState.NOT_ENABLED
+
+
+class PatientIdentifier(models.Model):
+    """A business identifier of a patient (an MRN, say), to match on re-import."""
+
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="identifiers"
+    )
+    system = models.CharField(max_length=300, blank=True)
+    value = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["system", "value"], name="patient_identifier_unique"
+            )
+        ]
+
+
+class Appointment(models.Model):
+    """A scheduled visit, used to filter patients by upcoming appointments."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed"
+        PENDING = "pending"
+        BOOKED = "booked"
+        ARRIVED = "arrived"
+        FULFILLED = "fulfilled"
+        CANCELLED = "cancelled"
+        NOSHOW = "noshow"
+        ENTERED_IN_ERROR = "entered-in-error"
+        CHECKED_IN = "checked-in"
+        WAITLIST = "waitlist"
+
+    # Statuses that do not count as a scheduled visit in the appointment filter.
+    NOT_SCHEDULED = (Status.CANCELLED, Status.ENTERED_IN_ERROR, Status.NOSHOW)
+
+    source = models.CharField(max_length=100)
+    source_id = models.CharField(max_length=200)
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="appointments"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices)
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    practitioner = models.ForeignKey(
+        Practitioner,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="appointments",
+    )
+
+    class Meta:
+        ordering = ["start", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_id"], name="appointment_unique_source_id"
+            )
+        ]
+        indexes = [models.Index(fields=["patient", "start"])]
+
+    def __str__(self):
+        return f"Appointment {self.pk}"
+
+    @property
+    def is_upcoming(self) -> bool:
+        return (
+            self.start is not None
+            and self.start >= timezone.now()
+            and self.status not in self.NOT_SCHEDULED
+        )

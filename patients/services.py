@@ -1,0 +1,156 @@
+"""Every change to a patient's portal status goes through a function here.
+
+Each runs in one transaction and writes its audit record in that transaction.
+Views and commands call these; they do not save the models themselves.
+"""
+
+import logging
+import unicodedata
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import record, record_many
+from patients import bulk
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 500
+
+
+def _audit_rows(action, actor, patient_ids, now, **detail):
+    label = actor.get_username() if actor is not None else "system"
+    return [
+        AuditEvent(
+            created_at=now,
+            actor=actor,
+            actor_label=label,
+            action=action,
+            patient_id=patient_id,
+            detail=detail,
+        )
+        for patient_id in patient_ids
+    ]
+
+
+def enable_access(patients, *, actor) -> bulk.Plan:
+    """Enable portal access for every eligible patient in ``patients``.
+
+    Works in chunks, each its own transaction, so a large selection does not
+    hold one long write lock. Returns the plan that was carried out, with the
+    counts of patients changed and skipped.
+    """
+    result = bulk.plan(patients, bulk.ENABLE)
+    ids = list(bulk.eligible_ids(patients, bulk.ENABLE))
+    changed = 0
+    for start in range(0, len(ids), CHUNK_SIZE):
+        chunk = ids[start : start + CHUNK_SIZE]
+        with transaction.atomic():
+            now = timezone.now()
+            # The filter repeats the eligibility test so a patient changed by
+            # someone else since the plan was made is not acted on twice.
+            locked = list(
+                Patient.objects.select_for_update()
+                .filter(pk__in=chunk, portal_access=False, deceased=False, active=True)
+                .values_list("pk", flat=True)
+            )
+            Patient.objects.filter(pk__in=locked).update(
+                portal_access=True, portal_access_changed_at=now
+            )
+            record_many(_audit_rows(AuditEvent.Action.ENABLE_ACCESS, actor, locked, now))
+        changed += len(locked)
+    logger.info("Enabled portal access for %d patients", changed)
+    result.skipped["already_enabled"] = result.skipped.get("already_enabled", 0) + (
+        result.eligible - changed
+    )
+    result.eligible = changed
+    return result
+
+
+@transaction.atomic
+def set_access(patient: Patient, enabled: bool, *, actor) -> None:
+    """Enable or disable one patient's portal access from their portal page."""
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    if patient.portal_access == enabled:
+        return
+    if enabled and patient.deceased:
+        raise ValidationError("Portal access cannot be enabled for a deceased patient.")
+    patient.portal_access = enabled
+    patient.portal_access_changed_at = timezone.now()
+    patient.save(update_fields=["portal_access", "portal_access_changed_at"])
+    if not enabled:
+        # A disabled patient must not be able to finish sign-up from an old link.
+        from invitations.models import Invitation
+
+        patient.invitations.filter(status=Invitation.Status.PENDING).update(
+            status=Invitation.Status.REVOKED
+        )
+        if patient.user_id:
+            user = patient.user
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+    elif patient.user_id and not patient.user.is_active:
+        user = patient.user
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+    action = (
+        AuditEvent.Action.ENABLE_ACCESS if enabled else AuditEvent.Action.DISABLE_ACCESS
+    )
+    record(action, actor=actor, patient=patient)
+
+
+def normalize_username(username: str) -> str:
+    return unicodedata.normalize("NFKC", username).strip()
+
+
+def validate_username(username: str, *, exclude_user_id: int | None = None) -> str:
+    """Return the cleaned username or raise ValidationError saying what to change."""
+    cleaned = normalize_username(username)
+    if not cleaned:
+        raise ValidationError("Enter a username.")
+    if len(cleaned) > 150:
+        raise ValidationError("Use a username of at most 150 characters.")
+    if any(ch.isspace() for ch in cleaned):
+        raise ValidationError("A username cannot contain spaces.")
+    user_model = get_user_model()
+    taken = user_model.objects.filter(username__iexact=cleaned)
+    if exclude_user_id is not None:
+        taken = taken.exclude(pk=exclude_user_id)
+    if taken.exists():
+        raise ValidationError("That username is not available. Choose another.")
+    return cleaned
+
+
+@transaction.atomic
+def change_username(patient: Patient, new_username: str, *, actor) -> None:
+    """Set or change the username of a patient who has finished account setup."""
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    if patient.user is None:
+        raise ValidationError(
+            "This patient has not set up an account yet, so there is no username "
+            "to change. Send an invitation instead."
+        )
+    user = patient.user
+    cleaned = validate_username(new_username, exclude_user_id=user.pk)
+    if cleaned == user.username:
+        return
+    user.username = cleaned
+    user.save(update_fields=["username"])
+    record(AuditEvent.Action.USERNAME_CHANGE, actor=actor, patient=patient)
+
+
+@transaction.atomic
+def record_patient_login(user, *, logged_out: bool = False) -> None:
+    """Store the time of a patient's login (or logout) and audit it."""
+    patient = Patient.objects.select_for_update().filter(user=user).first()
+    if patient is None:
+        return
+    if not logged_out:
+        patient.last_login_at = timezone.now()
+        patient.save(update_fields=["last_login_at"])
+    action = AuditEvent.Action.LOGOUT if logged_out else AuditEvent.Action.LOGIN
+    record(action, actor=user, patient=patient)

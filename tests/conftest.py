@@ -1,0 +1,102 @@
+"""Personas and small builders shared by every test.
+
+Personas: an administrator, a front-desk user (may enable and invite), a
+read-only staff user, and a patient with a finished portal account.
+"""
+
+import datetime
+import itertools
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from patients.models import Patient, Practitioner, Tag
+
+PASSWORD = "correct horse battery staple"
+_sequence = itertools.count(1)
+
+
+def make_patient(
+    family="Doe",
+    given="Jane",
+    birth_date=datetime.date(1980, 5, 17),
+    email="jane.doe@example.org",
+    **fields,
+) -> Patient:
+    """Create a patient directly, as an import would, with sensible defaults."""
+    tags = fields.pop("tags", [])
+    patient = Patient(
+        source=fields.pop("source", "test"),
+        source_id=fields.pop("source_id", f"p{next(_sequence)}"),
+        birth_date=birth_date,
+        **fields,
+    )
+    patient.set_name(family, given)
+    patient.set_email(email)
+    patient.save()
+    for name in tags:
+        patient.tags.add(Tag.objects.get_or_create(name=name)[0])
+    return patient
+
+
+def make_practitioner(family="Ruiz", given="Ana", **fields) -> Practitioner:
+    return Practitioner.objects.create(family_name=family, given_names=given, **fields)
+
+
+def _staff_user(username, *permission_codenames, superuser=False):
+    user_model = get_user_model()
+    if superuser:
+        return user_model.objects.create_superuser(
+            username=username, password=PASSWORD, email=f"{username}@practice.test"
+        )
+    user = user_model.objects.create_user(
+        username=username, password=PASSWORD, is_staff=True
+    )
+    for codename in permission_codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return _staff_user("admin", superuser=True)
+
+
+@pytest.fixture
+def front_desk(db):
+    return _staff_user(
+        "frontdesk",
+        "enable_portal_access",
+        "send_portal_invitation",
+        "change_portal_username",
+    )
+
+
+@pytest.fixture
+def read_only(db):
+    return _staff_user("viewer")
+
+
+@pytest.fixture
+def patient_with_account(db):
+    patient = make_patient(
+        family="Okafor", given="Chidi", email="chidi@example.org", portal_access=True
+    )
+    patient.user = get_user_model().objects.create_user(
+        username="chidi", password=PASSWORD, email=patient.email
+    )
+    patient.save()
+    return patient
+
+
+@pytest.fixture
+def front_desk_client(client, front_desk):
+    client.force_login(front_desk)
+    return client
+
+
+@pytest.fixture
+def read_only_client(client, read_only):
+    client.force_login(read_only)
+    return client

@@ -1,0 +1,32 @@
+from patients import bulk
+from patients.models import Patient
+from tests.conftest import make_patient
+
+
+def test_plan_groups_skips_by_reason(db):
+    make_patient(email="", portal_access=True)
+    make_patient(email="not-an-address", portal_access=True)
+    make_patient(deceased=True, portal_access=True)
+    make_patient(portal_access=False)
+    make_patient(portal_access=True)
+
+    result = bulk.plan(Patient.objects.all(), bulk.INVITE)
+
+    assert result.eligible == 1
+    assert result.skipped == {
+        "deceased": 1,
+        "access_not_enabled": 1,
+        "no_email": 1,
+        "invalid_email": 1,
+    }
+
+
+def test_plan_for_enable_skips_enabled_and_deceased(db):
+    make_patient(portal_access=True)
+    make_patient(deceased=True)
+    make_patient()
+
+    result = bulk.plan(Patient.objects.all(), bulk.ENABLE)
+
+    assert result.eligible == 1
+    assert result.skipped == {"deceased": 1, "already_enabled": 1}
