@@ -1,0 +1,520 @@
+"""The Importer: reads every file, saves what it finds, and links it up.
+
+It works in two passes over the files so that a reference may point to a
+resource in a file read later:
+
+1. Every file: save Practitioners and Patients, remember PractitionerRoles,
+   and keep, per patient, only the best Encounters for choosing a primary
+   provider (the latest check-up's primary performer and the latest
+   participant of any encounter). Note which files hold Appointments or Groups.
+2. Only the files that hold them: save Appointments (FHIR or CSV) and add
+   Group tags, now that every patient exists.
+
+Then each patient's primary provider is set from Patient.generalPractitioner,
+else from the Encounters. Saves run in transactions of CHUNK_SIZE records
+with a savepoint per record, so a failing record is skipped whole and never
+undoes the others.
+"""
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from imports import csv_format
+from imports.fhir import (
+    JSON_SUFFIXES,
+    NDJSON_SUFFIXES,
+    Entry,
+    FileRejected,
+    Location,
+    Problems,
+    Reference,
+    describe_outcome,
+    local_key,
+    read_fhir_file,
+)
+from imports.linking import resolve_patients
+from imports.records import (
+    RecordError,
+    appointment_record,
+    encounter_facts,
+    group_members,
+    identifiers,
+    patient_record,
+    practitioner_record,
+    role_practitioner,
+)
+from imports.store import Store
+from imports.summary import Summary, Tally
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 500
+FHIR_SOURCE = "fhir"
+CSV_SOURCE = "csv"
+CSV_SUFFIX = ".csv"
+SECOND_PASS_TYPES = {"Appointment", "Group"}
+
+
+@dataclass
+class _Candidate:
+    """The best Encounters seen so far for choosing one patient's provider."""
+
+    checkup_started: float = -math.inf
+    checkup_performer: Reference | None = None
+    checkup_location: Location | None = None
+    latest_started: float = -math.inf
+    latest_participant: Reference | None = None
+    latest_location: Location | None = None
+
+
+class Importer(Problems):
+    def __init__(self, *, source: str | None = None, run_id: int | None = None):
+        self.source_override = source
+        self.run_id = run_id
+        self.summary = Summary()
+        self.store = Store(self.summary, run_id, timezone.now())
+        self.sources_used: set[str] = set()
+        # Patient pk -> its generalPractitioner reference, resolved at the end.
+        self.general_practitioners: dict[int, tuple[Reference, Location]] = {}
+        # (source, patient reference) -> best Encounters, resolved at the end.
+        # NOTE: this grows with the number of patients that have Encounters
+        # (a few hundred bytes each), not with the number of Encounters.
+        self.encounters: dict[tuple[str, Reference], _Candidate] = {}
+        self.patients = []
+        self.practitioners = []
+        self.appointments = []
+        self.members = []
+
+    # --- Problems, as called by the readers ---
+
+    def skip(self, location: Location, reason: str) -> None:
+        self.summary.skip(location, reason)
+
+    def warn(self, location: Location, reason: str) -> None:
+        self.summary.warn(location, reason)
+
+    def file_version(self, label: str) -> None:
+        self.summary.fhir_versions[label] += 1
+
+    # --- The run ---
+
+    def run(self, paths: Iterable[str]) -> Summary:
+        """Import every file under ``paths`` and return the summary."""
+        second_pass = []
+        for path in self._discover(paths):
+            if path.suffix.lower() == CSV_SUFFIX:
+                needs_second_pass = self._read_csv(path)
+            else:
+                needs_second_pass = self._read_fhir(path)
+            if needs_second_pass:
+                second_pass.append(path)
+        self._flush_practitioners()
+        self._flush_patients()
+
+        for path in second_pass:
+            if path.suffix.lower() == CSV_SUFFIX:
+                self._read_csv_appointments(path)
+            else:
+                self._read_second_pass(path)
+        self._flush_appointments()
+        self._flush_members()
+
+        self._assign_providers()
+        self.summary.source = self.source_override or ", ".join(
+            sorted(self.sources_used)
+        )
+        return self.summary
+
+    def _discover(self, paths: Iterable[str]) -> list[Path]:
+        found = []
+        for name in paths:
+            path = Path(name)
+            if path.is_dir():
+                inside = sorted(p for p in path.rglob("*") if p.is_file())
+                found += [p for p in inside if self._importable(p)]
+            elif path.is_file():
+                if self._importable(path):
+                    found.append(path)
+            elif path.exists():
+                self.summary.file_not_imported(name, "not a regular file or folder")
+            else:
+                self.summary.file_not_imported(
+                    name, "no such file or folder; check the path"
+                )
+        return found
+
+    def _importable(self, path: Path) -> bool:
+        suffix = path.suffix.lower()
+        if suffix in JSON_SUFFIXES + NDJSON_SUFFIXES + (CSV_SUFFIX,):
+            return True
+        self.summary.file_not_imported(
+            str(path), "not a .json, .ndjson or .csv file; ignored"
+        )
+        return False
+
+    def _source(self, default: str) -> str:
+        source = self.source_override or default
+        self.sources_used.add(source)
+        return source
+
+    # --- First pass ---
+
+    def _read_fhir(self, path: Path) -> bool:
+        """Read one FHIR file; return whether it needs the second pass."""
+        source = self._source(FHIR_SOURCE)
+        needs_second_pass = False
+        try:
+            for entry in read_fhir_file(path, self):
+                self.summary.records_read += 1
+                if entry.resource["resourceType"] in SECOND_PASS_TYPES:
+                    needs_second_pass = True
+                    continue
+                try:
+                    self._take_resource(source, entry)
+                except RecordError as error:
+                    self.skip(entry.location, str(error))
+        except FileRejected as error:
+            self.summary.file_not_imported(str(path), str(error))
+            return False
+        except OSError as error:
+            self.summary.file_not_imported(
+                str(path), f"could not be read: {error.strerror}"
+            )
+            return False
+        self.summary.files_read += 1
+        return needs_second_pass
+
+    def _take_resource(self, source: str, entry: Entry) -> None:
+        resource = entry.resource
+        kind = resource["resourceType"]
+        now = self.store.now
+        if kind == "Patient":
+            record = patient_record(resource, entry.location, entry.full_url, now)
+            if record.general_practitioner is not None:
+                record.general_practitioner = local_key(
+                    record.general_practitioner, entry.bundle_urls
+                )
+            self.patients.append((source, record))
+            if len(self.patients) >= CHUNK_SIZE:
+                # Practitioners first, so a chunk's CSV names find them.
+                self._flush_practitioners()
+                self._flush_patients()
+        elif kind == "Practitioner":
+            self.practitioners.append(
+                practitioner_record(resource, entry.location, entry.full_url, now)
+            )
+            if len(self.practitioners) >= CHUNK_SIZE:
+                self._flush_practitioners()
+        elif kind == "PractitionerRole":
+            self._remember_role(entry)
+        elif kind == "Encounter":
+            self._remember_encounter(source, entry)
+        elif kind == "OperationOutcome":
+            self.skip(entry.location, describe_outcome(resource))
+        else:
+            self.summary.other_resources[kind] += 1
+
+    def _remember_role(self, entry: Entry) -> None:
+        practitioner = role_practitioner(entry.resource)
+        if practitioner is None:
+            raise RecordError("PractitionerRole.practitioner is missing")
+        self.store.practitioners.remember_role(
+            local_key(practitioner, entry.bundle_urls),
+            role_id=str(entry.resource.get("id") or ""),
+            full_url=entry.full_url,
+            identifiers=identifiers(entry.resource),
+        )
+
+    def _remember_encounter(self, source: str, entry: Entry) -> None:
+        facts = encounter_facts(entry.resource)
+        if facts is None:
+            raise RecordError("Encounter.subject is missing")
+        key = (source, local_key(facts.patient, entry.bundle_urls))
+        candidate = self.encounters.setdefault(key, _Candidate())
+
+        if (
+            facts.is_checkup
+            and facts.performer is not None
+            and facts.started >= candidate.checkup_started
+        ):
+            candidate.checkup_started = facts.started
+            candidate.checkup_performer = local_key(facts.performer, entry.bundle_urls)
+            candidate.checkup_location = entry.location
+        if facts.participant is not None and facts.started >= candidate.latest_started:
+            candidate.latest_started = facts.started
+            candidate.latest_participant = local_key(
+                facts.participant, entry.bundle_urls
+            )
+            candidate.latest_location = entry.location
+
+    def _read_csv(self, path: Path) -> bool:
+        """Read a patient CSV; return True for an appointment CSV, read later."""
+        source = self._source(CSV_SOURCE)
+        try:
+            if csv_format.csv_kind(path) == "appointments":
+                self.summary.files_read += 1
+                return True
+            _, rows = csv_format.read_csv(path, self)
+            for location, row in rows:
+                self.summary.records_read += 1
+                try:
+                    record = csv_format.patient_record(row, location)
+                except RecordError as error:
+                    self.skip(location, str(error))
+                    continue
+                self.patients.append((source, record))
+                if len(self.patients) >= CHUNK_SIZE:
+                    self._flush_patients()
+        except FileRejected as error:
+            self.summary.file_not_imported(str(path), str(error))
+            return False
+        except OSError as error:
+            self.summary.file_not_imported(
+                str(path), f"could not be read: {error.strerror}"
+            )
+            return False
+        self.summary.files_read += 1
+        return False
+
+    def _read_csv_appointments(self, path: Path) -> None:
+        """Read an appointment CSV in the second pass, once every patient is saved."""
+        source = self._source(CSV_SOURCE)
+        try:
+            _, rows = csv_format.read_csv(path, self)
+            for location, row in rows:
+                self.summary.records_read += 1
+                try:
+                    record = csv_format.appointment_record(row, location)
+                except RecordError as error:
+                    self.skip(location, str(error))
+                    continue
+                self.appointments.append((source, record))
+                if len(self.appointments) >= CHUNK_SIZE:
+                    self._flush_appointments()
+        except (FileRejected, OSError) as error:
+            self.summary.file_not_imported(
+                str(path), f"changed or vanished between the two passes: {error}"
+            )
+
+    # --- Second pass ---
+
+    def _read_second_pass(self, path: Path) -> None:
+        source = self._source(FHIR_SOURCE)
+        try:
+            # The first pass reported this file's reading problems already.
+            for entry in read_fhir_file(path, Problems()):
+                kind = entry.resource["resourceType"]
+                try:
+                    if kind == "Appointment":
+                        self._take_appointment(source, entry)
+                    elif kind == "Group":
+                        self._take_group(source, entry)
+                except RecordError as error:
+                    self.skip(entry.location, str(error))
+        except (FileRejected, OSError) as error:
+            self.summary.file_not_imported(
+                str(path), f"changed or vanished between the two passes: {error}"
+            )
+
+    def _take_appointment(self, source: str, entry: Entry) -> None:
+        record = appointment_record(entry.resource, entry.location, entry.full_url)
+        record.patient = local_key(record.patient, entry.bundle_urls)
+        if record.practitioner is not None:
+            record.practitioner = local_key(record.practitioner, entry.bundle_urls)
+        self.appointments.append((source, record))
+        if len(self.appointments) >= CHUNK_SIZE:
+            self._flush_appointments()
+
+    def _take_group(self, source: str, entry: Entry) -> None:
+        name, members = group_members(entry.resource)
+        for reference in members:
+            if reference.resource_type not in ("Patient", ""):
+                continue
+            local = local_key(reference, entry.bundle_urls)
+            self.members.append((source, name, local, entry.location))
+            if len(self.members) >= CHUNK_SIZE:
+                self._flush_members()
+
+    # --- Saving in chunks ---
+
+    def _run_chunk(
+        self,
+        items: list,
+        save: Callable,
+        tally: Tally | None,
+        label: str,
+        prepare: Callable | None = None,
+    ) -> bool:
+        """Save items in one transaction, each in a savepoint of its own.
+
+        Returns False when the whole chunk was rolled back.
+        """
+        try:
+            with transaction.atomic():
+                context = prepare(items) if prepare else None
+                for item in items:
+                    try:
+                        with transaction.atomic():
+                            outcome = save(item, context)
+                    except DatabaseError as error:
+                        self._record_not_saved(item, label, error)
+                        continue
+                    if tally is not None and outcome:
+                        setattr(tally, outcome, getattr(tally, outcome) + 1)
+        except DatabaseError as error:
+            logger.error(
+                "Import run %s: a chunk of %d %s records was rolled back (%s)",
+                self.run_id,
+                len(items),
+                label,
+                type(error).__name__,
+            )
+            for item in items:
+                self.skip(_location_of(item), f"{label} not saved: its chunk failed")
+            self.store.forget_run_keys()
+            return False
+        return True
+
+    def _record_not_saved(self, item, label: str, error: DatabaseError) -> None:
+        logger.warning(
+            "Import run %s: a %s record was not saved (%s)",
+            self.run_id,
+            label,
+            type(error).__name__,
+        )
+        self.skip(
+            _location_of(item),
+            f"{label} could not be saved ({type(error).__name__}); nothing of it "
+            "was stored",
+        )
+
+    def _flush_practitioners(self) -> None:
+        items, self.practitioners = self.practitioners, []
+        if items:
+            self._run_chunk(
+                items,
+                self.store.save_practitioner,
+                self.summary.practitioners,
+                "Practitioner",
+            )
+
+    def _flush_patients(self) -> None:
+        items, self.patients = self.patients, []
+        if not items:
+            return
+        saved = self._run_chunk(
+            items,
+            self.store.save_patient,
+            self.summary.patients,
+            "Patient",
+            self.store.prepare_patients,
+        )
+        if not saved:
+            return
+        for _, record in items:
+            if record.pk is not None and record.general_practitioner is not None:
+                self.general_practitioners[record.pk] = (
+                    record.general_practitioner,
+                    record.location,
+                )
+
+    def _flush_appointments(self) -> None:
+        items, self.appointments = self.appointments, []
+        if items:
+            self._run_chunk(
+                items,
+                self.store.save_appointment,
+                self.summary.appointments,
+                "Appointment",
+                self.store.prepare_appointments,
+            )
+
+    def _flush_members(self) -> None:
+        items, self.members = self.members, []
+        if not items:
+            return
+        try:
+            with transaction.atomic():
+                self.store.add_group_tags(items)
+        except DatabaseError as error:
+            logger.error(
+                "Import run %s: Group tags were not saved (%s)",
+                self.run_id,
+                type(error).__name__,
+            )
+            for _, _, _, location in items:
+                self.skip(location, "Group tag not saved: its chunk failed")
+            self.store.forget_run_keys()
+
+    # --- Primary providers ---
+
+    def _assign_providers(self) -> None:
+        """Set primary providers: generalPractitioner first, else Encounters."""
+        resolve = self.store.practitioners.resolve
+        chosen = {}
+        for pk, (reference, location) in self.general_practitioners.items():
+            practitioner = resolve(reference)
+            if practitioner is None:
+                self.summary.dangle(
+                    location, str(reference), "Patient.generalPractitioner not found"
+                )
+            else:
+                chosen[pk] = practitioner
+        self._save_providers(chosen)
+
+        candidates = iter(self.encounters.items())
+        while chunk := list(itertools.islice(candidates, CHUNK_SIZE)):
+            patients = resolve_patients(
+                (key for key, _ in chunk), self.store.patient_aliases
+            )
+            from_encounters = {}
+            for key, candidate in chunk:
+                pk = patients.get(key)
+                if pk is None:
+                    location = candidate.latest_location or candidate.checkup_location
+                    self.summary.dangle(location, str(key[1]), "Encounter.subject")
+                elif pk not in chosen:
+                    practitioner = self._provider_from(candidate)
+                    if practitioner is not None:
+                        from_encounters[pk] = practitioner
+            self._save_providers(from_encounters)
+
+    def _provider_from(self, candidate: _Candidate) -> int | None:
+        resolve = self.store.practitioners.resolve
+        if candidate.checkup_performer is not None:
+            practitioner = resolve(candidate.checkup_performer)
+            if practitioner is not None:
+                return practitioner
+            self.summary.dangle(
+                candidate.checkup_location,
+                str(candidate.checkup_performer),
+                "Encounter.participant of the latest check-up",
+            )
+        if candidate.latest_participant in (None, candidate.checkup_performer):
+            return None
+        practitioner = resolve(candidate.latest_participant)
+        if practitioner is None:
+            self.summary.dangle(
+                candidate.latest_location,
+                str(candidate.latest_participant),
+                "Encounter.participant of the latest encounter",
+            )
+        return practitioner
+
+    def _save_providers(self, chosen: dict[int, int]) -> None:
+        items = list(chosen.items())
+        for start in range(0, len(items), CHUNK_SIZE):
+            with transaction.atomic():
+                self.store.set_providers(dict(items[start : start + CHUNK_SIZE]))
+
+
+def _location_of(item) -> Location:
+    record = item[-1] if isinstance(item, tuple) else item
+    return record.location

@@ -1,0 +1,441 @@
+"""Write import records to the database, and count what changed.
+
+The Importer calls these methods inside a transaction per chunk and a
+savepoint per record. A save method returns "created", "updated" or
+"unchanged" (or None for a record that adds nothing to count), so the count
+is made only after the record's savepoint has committed.
+"""
+
+import datetime
+
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import record as audit_record
+from imports.fhir import Reference
+from imports.linking import PractitionerIndex, resolve_patients
+from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
+from imports.summary import Summary
+from invitations.models import Invitation
+from patients.models import (
+    Appointment,
+    Patient,
+    PatientIdentifier,
+    Practitioner,
+    Tag,
+    is_valid_email,
+    normalize_email,
+)
+
+ACTOR_LABEL = "import"
+
+
+def _patient_fields(patient: Patient) -> tuple:
+    return (
+        patient.family_name,
+        patient.given_names,
+        patient.birth_date,
+        patient.active,
+        patient.deceased,
+        patient.deceased_at,
+        patient.primary_provider_id,
+    )
+
+
+class Store:
+    def __init__(self, summary: Summary, run_id: int | None, now: datetime.datetime):
+        self.summary = summary
+        self.run_id = run_id
+        self.now = now
+        self.practitioners = PractitionerIndex()
+        # Practitioners saved or matched in this run: each is counted once.
+        self.practitioners_seen: set[int] = set()
+        self.tag_pks: dict[str, int] = {}
+        # (source, id) -> pk of patients matched by identifier, whose stored
+        # source id differs, so references by the new id still resolve.
+        self.patient_aliases: dict[tuple[str, str], int] = {}
+
+    def forget_run_keys(self) -> None:
+        """Drop cached keys, which a rolled-back chunk may have made wrong."""
+        self.tag_pks.clear()
+        self.practitioners.forget_run_keys()
+        self.practitioners_seen.clear()
+
+    # --- Practitioners ---
+
+    def save_practitioner(self, record: PractitionerRecord, _context) -> str | None:
+        pk = self.practitioners.find(fhir_id=record.fhir_id, npi=record.npi)
+        values = record.fields()
+
+        if pk is None:
+            practitioner = Practitioner.objects.create(fhir_id=record.fhir_id, **values)
+            outcome = "created"
+        else:
+            practitioner = Practitioner.objects.get(pk=pk)
+            # The first occurrence in a run overwrites; later duplicates of
+            # the same practitioner only fill blanks. No field is ever blanked,
+            # so importing the same files again changes nothing.
+            first_time = pk not in self.practitioners_seen
+            if record.fhir_id and not practitioner.fhir_id:
+                values["fhir_id"] = record.fhir_id
+            changed = [
+                name
+                for name, value in values.items()
+                if value
+                and value != getattr(practitioner, name)
+                and (first_time or not getattr(practitioner, name))
+            ]
+            for name in changed:
+                setattr(practitioner, name, values[name])
+            if changed:
+                practitioner.save(update_fields=changed)
+            outcome = None
+            if first_time:
+                outcome = "updated" if changed else "unchanged"
+
+        self.practitioners_seen.add(practitioner.pk)
+        self.practitioners.remember(
+            practitioner.pk,
+            fhir_id=record.fhir_id,
+            npi=record.npi,
+            full_url=record.full_url,
+            identifiers=record.identifiers,
+        )
+        return outcome
+
+    def csv_practitioner(self, npi: str, name: str) -> int:
+        """Find or create the practitioner a spreadsheet names by NPI or name."""
+        pk = self.practitioners.find(npi=npi) if npi else None
+        if pk is None and name:
+            pk = (
+                Practitioner.objects.filter(text=name)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+                .first()
+            )
+        if pk is None:
+            pk = Practitioner.objects.create(npi=npi[:20], text=name[:300]).pk
+            self.summary.practitioners.created += 1
+        elif pk not in self.practitioners_seen:
+            self.summary.practitioners.unchanged += 1
+        self.practitioners_seen.add(pk)
+        self.practitioners.remember(pk, npi=npi)
+        return pk
+
+    # --- Patients ---
+
+    def prepare_patients(self, items: list[tuple[str, PatientRecord]]) -> dict:
+        """Load in a few queries what a chunk of patients needs.
+
+        Tags and spreadsheet practitioners are created here, outside the
+        per-record savepoints, so a failed record cannot roll back a row that
+        the caches still point to.
+        """
+        existing = {}
+        ids_by_source: dict[str, set] = {}
+        for source, record in items:
+            ids_by_source.setdefault(source, set()).add(record.source_id)
+        for source, ids in ids_by_source.items():
+            for patient in Patient.objects.filter(source=source, source_id__in=ids):
+                existing[(source, patient.source_id)] = patient
+
+        values = {value for _, record in items for _, value in record.identifiers}
+        owners = {
+            (system, value): pk
+            for system, value, pk in PatientIdentifier.objects.filter(
+                value__in=values
+            ).values_list("system", "value", "patient_id")
+        }
+
+        providers = {}
+        for _, record in items:
+            for name in record.tags:
+                self.tag_pk(name)
+            key = (record.provider_npi, record.provider_name)
+            if any(key) and key not in providers:
+                providers[key] = self.csv_practitioner(*key)
+        return {"existing": existing, "owners": owners, "providers": providers}
+
+    def tag_pk(self, name: str) -> int:
+        if name not in self.tag_pks:
+            tag, created = Tag.objects.get_or_create(name=name)
+            self.tag_pks[name] = tag.pk
+            self.summary.tags_created += created
+        return self.tag_pks[name]
+
+    def save_patient(self, item: tuple[str, PatientRecord], context: dict) -> str:
+        source, record = item
+        provider = context["providers"].get((record.provider_npi, record.provider_name))
+
+        patient = self._matching_patient(source, record, context)
+        if patient is None:
+            patient = Patient(source=source, source_id=record.source_id)
+            self._apply_fields(patient, record, provider)
+            patient.set_email(record.email)
+            patient.save()
+            # A later record of the same chunk with this id updates this row.
+            context["existing"][(source, record.source_id)] = patient
+            outcome = "created"
+        else:
+            changed = self._apply_fields(patient, record, provider)
+            if normalize_email(record.email) != patient.email_normalized:
+                self._change_email(patient, record.email)
+                changed = True
+            if changed:
+                patient.save()
+            outcome = "updated" if changed else "unchanged"
+
+        added = self._add_identifiers(patient, record, context["owners"])
+        added += self._add_tags(patient, record.tags)
+        if added and outcome == "unchanged":
+            patient.save(update_fields=["updated_at"])
+            outcome = "updated"
+
+        for warning in record.warnings:
+            self.summary.warn(record.location, warning)
+        if record.email and not is_valid_email(record.email):
+            self.summary.warn(
+                record.location,
+                "email address is not valid; it is kept, and the patient cannot "
+                "be invited until it is corrected",
+            )
+        record.pk = patient.pk
+        return outcome
+
+    def _matching_patient(self, source, record, context) -> Patient | None:
+        """Return the saved patient with this source id, else with an identifier."""
+        patient = context["existing"].get((source, record.source_id))
+        if patient is not None:
+            return patient
+        for pair in record.identifiers:
+            owner = context["owners"].get(pair)
+            if owner is not None:
+                self.patient_aliases[(source, record.source_id)] = owner
+                return Patient.objects.get(pk=owner)
+        return None
+
+    def _apply_fields(
+        self, patient: Patient, record: PatientRecord, provider: int | None
+    ) -> bool:
+        """Copy the record to the patient, except the email; return if it changed."""
+        before = _patient_fields(patient)
+        patient.set_name(record.family_name[:200], record.given_names[:200])
+        patient.birth_date = record.birth_date
+        patient.active = record.active
+        patient.deceased = record.deceased
+        patient.deceased_at = record.deceased_at
+        # A row that names no provider keeps the one the patient has.
+        if provider is not None:
+            patient.primary_provider_id = provider
+        return _patient_fields(patient) != before
+
+    def _change_email(self, patient: Patient, address: str) -> None:
+        """Store a new address, audit it, and revoke links sent to the old one."""
+        old = patient.email
+        patient.set_email(address)
+        patient.email_changed_at = timezone.now()
+
+        pending = Invitation.objects.filter(
+            patient=patient, status=Invitation.Status.PENDING
+        )
+        pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
+            delivery_status=Invitation.Delivery.CANCELLED
+        )
+        revoked = pending.update(status=Invitation.Status.REVOKED)
+
+        audit_record(
+            AuditEvent.Action.EMAIL_CHANGE,
+            actor_label=ACTOR_LABEL,
+            patient=patient,
+            old=old,
+            new=patient.email,
+            import_run=self.run_id,
+            invitations_revoked=revoked,
+        )
+        self.summary.email_changes += 1
+        self.summary.invitations_revoked += revoked
+
+    def _add_identifiers(self, patient: Patient, record: PatientRecord, owners) -> int:
+        new = []
+        for system, value in record.identifiers:
+            owner = owners.get((system, value))
+            if owner == patient.pk:
+                continue
+            if owner is not None:
+                self.summary.warn(
+                    record.location,
+                    f"identifier {system}|{value} already belongs to another "
+                    "patient; it was not added to this one",
+                )
+                continue
+            new.append(PatientIdentifier(patient=patient, system=system, value=value))
+            owners[(system, value)] = patient.pk
+        PatientIdentifier.objects.bulk_create(new)
+        return len(new)
+
+    def _add_tags(self, patient: Patient, names: list[str]) -> int:
+        """Add the tags the patient lacks; an import never removes a tag."""
+        if not names:
+            return 0
+        tag_ids = {self.tag_pk(name) for name in names}
+        through = Patient.tags.through
+        have = set(
+            through.objects.filter(
+                patient_id=patient.pk, tag_id__in=tag_ids
+            ).values_list("tag_id", flat=True)
+        )
+        through.objects.bulk_create(
+            [through(patient_id=patient.pk, tag_id=pk) for pk in tag_ids - have]
+        )
+        self.summary.tags_added += len(tag_ids - have)
+        return len(tag_ids - have)
+
+    def add_group_tags(self, members: list[tuple[str, str, Reference, object]]) -> None:
+        """Tag the patients that Groups list, with each Group's name."""
+        resolved = resolve_patients(
+            ((source, reference) for source, _, reference, _ in members),
+            self.patient_aliases,
+        )
+        pairs = set()
+        for source, name, reference, location in members:
+            pk = resolved.get((source, reference))
+            if pk is None:
+                self.summary.dangle(
+                    location, str(reference), "Group.member; the tag was not added"
+                )
+            else:
+                pairs.add((pk, self.tag_pk(name)))
+
+        through = Patient.tags.through
+        have = set(
+            through.objects.filter(
+                patient_id__in={pk for pk, _ in pairs},
+                tag_id__in={tag for _, tag in pairs},
+            ).values_list("patient_id", "tag_id")
+        )
+        new = pairs - have
+        through.objects.bulk_create(
+            [through(patient_id=pk, tag_id=tag) for pk, tag in new]
+        )
+        Patient.objects.filter(pk__in={pk for pk, _ in new}).update(
+            updated_at=timezone.now()
+        )
+        self.summary.tags_added += len(new)
+
+    # --- Appointments ---
+
+    def prepare_appointments(self, items: list[tuple[str, AppointmentRecord]]) -> dict:
+        keys = []
+        for source, record in items:
+            keys += [(source, reference) for reference in _patient_keys(record)]
+        patients = resolve_patients(keys, self.patient_aliases)
+
+        existing = {}
+        ids_by_source: dict[str, set] = {}
+        for source, record in items:
+            ids_by_source.setdefault(source, set()).add(record.source_id)
+        for source, ids in ids_by_source.items():
+            for appointment in Appointment.objects.filter(
+                source=source, source_id__in=ids
+            ):
+                existing[(source, appointment.source_id)] = appointment
+
+        providers = {}
+        for _, record in items:
+            key = (record.practitioner_npi, record.practitioner_name)
+            if any(key) and key not in providers:
+                providers[key] = self.csv_practitioner(*key)
+        return {"patients": patients, "existing": existing, "providers": providers}
+
+    def save_appointment(
+        self, item: tuple[str, AppointmentRecord], context: dict
+    ) -> str | None:
+        source, record = item
+        patient = next(
+            (
+                context["patients"][(source, reference)]
+                for reference in _patient_keys(record)
+                if (source, reference) in context["patients"]
+            ),
+            None,
+        )
+        if patient is None:
+            named = str(record.patient) if record.patient else record.patient_identifier
+            self.summary.dangle(
+                record.location,
+                named,
+                "Appointment patient not found; the appointment was not imported",
+            )
+            return None
+
+        practitioner = context["providers"].get(
+            (record.practitioner_npi, record.practitioner_name)
+        )
+        if record.practitioner is not None:
+            practitioner = self.practitioners.resolve(record.practitioner)
+            if practitioner is None:
+                self.summary.dangle(
+                    record.location,
+                    str(record.practitioner),
+                    "Appointment practitioner not found; imported without one",
+                )
+
+        values = {
+            "patient_id": patient,
+            "status": record.status,
+            "start": record.start,
+            "end": record.end,
+            "practitioner_id": practitioner,
+        }
+        appointment = context["existing"].get((source, record.source_id))
+        if appointment is None:
+            context["existing"][(source, record.source_id)] = (
+                Appointment.objects.create(
+                    source=source, source_id=record.source_id, **values
+                )
+            )
+            return "created"
+        changed = [
+            name
+            for name, value in values.items()
+            if getattr(appointment, name) != value
+        ]
+        for name in changed:
+            setattr(appointment, name, values[name])
+        if changed:
+            appointment.save(update_fields=changed)
+            return "updated"
+        return "unchanged"
+
+    # --- Primary providers ---
+
+    def set_providers(self, chosen: dict[int, int]) -> None:
+        """Set primary providers; ``chosen`` maps patient pk to practitioner pk."""
+        current = Patient.objects.filter(pk__in=chosen).values_list(
+            "pk", "primary_provider_id"
+        )
+        by_practitioner: dict[int, list[int]] = {}
+        for pk, provider in current:
+            if chosen[pk] != provider:
+                by_practitioner.setdefault(chosen[pk], []).append(pk)
+
+        now = timezone.now()
+        for practitioner, patients in by_practitioner.items():
+            Patient.objects.filter(pk__in=patients).update(
+                primary_provider_id=practitioner, updated_at=now
+            )
+            self.summary.providers_set += len(patients)
+
+
+def _patient_keys(record: AppointmentRecord) -> list[Reference]:
+    """Return the references that may name an appointment's patient."""
+    if record.patient is not None:
+        return [record.patient]
+    # A spreadsheet names the patient by the identifier column of the patient
+    # file, or by any stored identifier value.
+    return [
+        Reference("id", resource_type="Patient", id=record.patient_identifier),
+        Reference(
+            "identifier", resource_type="Patient", value=record.patient_identifier
+        ),
+    ]
