@@ -37,7 +37,7 @@ ELIGIBLE = "eligible"
 
 @dataclass
 class Plan:
-    """What a bulk action would do: how many change and how many are skipped, by reason."""
+    """What a bulk action would do: how many change, how many skip and why."""
 
     action: str
     eligible: int = 0
@@ -130,4 +130,3 @@ def eligible_ids(patients, action: str, now: datetime.datetime | None = None):
         .values_list("pk", flat=True)
         .order_by("pk")
     )
-

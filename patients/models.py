@@ -149,7 +149,7 @@ class Patient(models.Model):
         return self.family_name or self.given_names or "(no name)"
 
     def set_email(self, address: str) -> None:
-        """Store an address as imported or typed, with its compared form and validity."""
+        """Store an address with its normalized form and whether it is valid."""
         self.email = address.strip()
         self.email_normalized = normalize_email(address)
         self.email_valid = bool(self.email) and is_valid_email(self.email)
@@ -178,7 +178,8 @@ class Patient(models.Model):
             return self.PortalState.LOGGED_IN
         if self.user_id:
             return self.PortalState.ACCOUNT_SET_UP
-        if latest_invitation is not None:
+        # Disabling access revokes the invitations, so they no longer count.
+        if latest_invitation is not None and self.portal_access:
             if latest_invitation.delivery_status == "failed":
                 return self.PortalState.INVITE_FAILED
             return self.PortalState.INVITED
@@ -202,6 +203,9 @@ class PatientIdentifier(models.Model):
                 fields=["system", "value"], name="patient_identifier_unique"
             )
         ]
+
+    def __str__(self):
+        return f"Identifier {self.pk}"
 
 
 class Appointment(models.Model):
@@ -257,3 +261,26 @@ class Appointment(models.Model):
             and self.start >= timezone.now()
             and self.status not in self.NOT_SCHEDULED
         )
+
+
+class BulkActionRequest(models.Model):
+    """A confirmed bulk action, stored under the idempotency key of its confirm form.
+
+    The key is unique, so a double click or a browser retry of the same
+    confirmation finds the first request and reports its result instead of
+    acting again.
+    """
+
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    action = models.CharField(max_length=16)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The executed plan: patients changed and patients skipped by reason.
+    eligible = models.PositiveIntegerField(null=True, blank=True)
+    skipped = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return f"Bulk action request {self.pk}"

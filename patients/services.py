@@ -61,12 +61,16 @@ def enable_access(patients, *, actor) -> bulk.Plan:
             Patient.objects.filter(pk__in=locked).update(
                 portal_access=True, portal_access_changed_at=now
             )
-            record_many(_audit_rows(AuditEvent.Action.ENABLE_ACCESS, actor, locked, now))
+            record_many(
+                _audit_rows(AuditEvent.Action.ENABLE_ACCESS, actor, locked, now)
+            )
         changed += len(locked)
     logger.info("Enabled portal access for %d patients", changed)
-    result.skipped["already_enabled"] = result.skipped.get("already_enabled", 0) + (
-        result.eligible - changed
-    )
+    # Patients enabled by someone else between the plan and the change.
+    if result.eligible > changed:
+        result.skipped["already_enabled"] = (
+            result.skipped.get("already_enabled", 0) + result.eligible - changed
+        )
     result.eligible = changed
     return result
 
@@ -154,3 +158,9 @@ def record_patient_login(user, *, logged_out: bool = False) -> None:
         patient.save(update_fields=["last_login_at"])
     action = AuditEvent.Action.LOGOUT if logged_out else AuditEvent.Action.LOGIN
     record(action, actor=user, patient=patient)
+
+
+@transaction.atomic
+def record_staff_login(user) -> None:
+    """Audit a staff member's login to the staff pages."""
+    record(AuditEvent.Action.STAFF_LOGIN, actor=user)

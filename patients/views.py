@@ -1,0 +1,373 @@
+"""Staff pages: login, the onboarding list and its bulk actions, a patient's page.
+
+Every page requires a logged-in staff user. Viewing needs nothing more, but each
+action checks its own permission on the server, whatever the page showed.
+"""
+
+import functools
+import logging
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_POST
+
+from invitations.services import send_invitation as send_one_invitation
+from patients import actions, bulk
+from patients.filters import (
+    DEFAULT_SORT,
+    SORT_FIELDS,
+    PatientFilterForm,
+    filter_patients,
+    order_patients,
+    snapshot,
+    with_portal_state,
+)
+from patients.forms import StaffAuthenticationForm, UsernameForm
+from patients.models import Appointment, Patient
+from patients.services import (
+    change_username,
+    record_staff_login,
+    set_access,
+)
+
+logger = logging.getLogger(__name__)
+
+# The portal page lists this many of a patient's newest audit events.
+AUDIT_EVENTS_SHOWN = 200
+UPCOMING_APPOINTMENTS_SHOWN = 20
+
+
+def staff_required(view):
+    """Let staff users through, send anonymous users to the staff login, 403 others.
+
+    A logged-in patient gets 403 rather than a redirect to a login page they
+    are already past, which would loop.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        if not (request.user.is_active and request.user.is_staff):
+            logger.warning(
+                "Non-staff user %s was denied %s", request.user.pk, request.path
+            )
+            raise PermissionDenied("Only practice staff can open this page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _require_permission(request, permission: str) -> None:
+    if not request.user.has_perm(permission):
+        logger.warning(
+            "User %s was denied %s at %s",
+            request.user.pk,
+            permission,
+            request.path,
+        )
+        raise PermissionDenied(f"This action needs the {permission} permission.")
+
+
+def _get_patient_for_user(request, pk: int) -> Patient:
+    """Return a patient the staff user may see, or raise 404."""
+    # Every staff user sees every patient of the practice; anything else
+    # (an unknown id, a deleted record) is simply not found.
+    patients = Patient.objects.select_related("primary_provider", "user")
+    return get_object_or_404(patients, pk=pk)
+
+
+class CountedPaginator(Paginator):
+    """A paginator that takes the total from the snapshot instead of counting again."""
+
+    def __init__(self, object_list, per_page, count: int):
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @cached_property
+    def count(self):
+        return self._known_count
+
+
+# Staff login and logout
+
+
+def _next_url(request) -> str:
+    target = request.POST.get("next") or request.GET.get("next", "")
+    is_safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and is_safe else reverse("onboarding")
+
+
+@sensitive_post_parameters("password")
+@never_cache
+def staff_login(request):
+    form = StaffAuthenticationForm(request, data=request.POST or None)
+
+    if request.method == "POST" and form.is_valid():
+        user = form.get_user()
+        auth_login(request, user)
+        record_staff_login(user)
+        return redirect(_next_url(request))
+
+    context = {"form": form, "next": request.POST.get("next", request.GET.get("next"))}
+    return render(request, "registration/staff_login.html", context)
+
+
+@require_POST
+def staff_logout(request):
+    auth_logout(request)
+    messages.info(request, "You have logged out.")
+    return redirect("staff-login")
+
+
+# The onboarding list
+
+
+def _sort_columns(sort: str) -> dict[str, dict[str, str]]:
+    """For each sortable header: the sort its link applies and its arrow."""
+    columns = {}
+    for key in SORT_FIELDS:
+        if sort == key:
+            columns[key] = {"next": f"-{key}", "arrow": "▲", "aria": "ascending"}
+        elif sort == f"-{key}":
+            columns[key] = {"next": key, "arrow": "▼", "aria": "descending"}
+        else:
+            columns[key] = {"next": key, "arrow": "", "aria": "none"}
+    return columns
+
+
+@staff_required
+@require_GET
+def onboarding(request):
+    form = PatientFilterForm(request.GET)
+    form.is_valid()  # Invalid fields are shown as errors and left out.
+    patients = filter_patients(form.cleaned_data)
+
+    counts = snapshot(patients)
+
+    sort = request.GET.get("sort", DEFAULT_SORT)
+    if sort.removeprefix("-") not in SORT_FIELDS:
+        sort = DEFAULT_SORT
+    rows = with_portal_state(order_patients(patients, sort)).select_related(
+        "primary_provider"
+    )
+    paginator = CountedPaginator(rows, settings.ONBOARDING_PAGE_SIZE, counts["total"])
+    page = paginator.get_page(request.GET.get("page"))
+    for patient in page:
+        patient.state_label = Patient.PortalState(patient.portal_state_value).label
+
+    context = {
+        "form": form,
+        "filter_params": form.active_params(),
+        "page": page,
+        "counts": counts,
+        "sort": sort,
+        "columns": _sort_columns(sort),
+        "can_enable": request.user.has_perm(actions.PERMISSIONS[bulk.ENABLE]),
+        "can_invite": request.user.has_perm(actions.PERMISSIONS[bulk.INVITE]),
+        "actions": bulk.ACTIONS,
+    }
+    return render(request, "patients/onboarding.html", context)
+
+
+def _list_url(filter_form: PatientFilterForm) -> str:
+    query = urlencode(filter_form.active_params())
+    return reverse("onboarding") + (f"?{query}" if query else "")
+
+
+@staff_required
+@require_POST
+def bulk_action(request):
+    """Show what a bulk action would do, then carry it out once on confirmation."""
+    filter_form = PatientFilterForm(request.POST)
+    list_url = _list_url(filter_form)
+
+    action = request.POST.get("action", "")
+    if action not in bulk.ACTIONS:
+        messages.error(request, "Choose Enable Portal Access or Send Portal Invite(s).")
+        return redirect(list_url)
+    _require_permission(request, actions.PERMISSIONS[action])
+
+    try:
+        patients = actions.selected_patients(request.POST, filter_form)
+    except actions.SelectionError as error:
+        messages.error(request, str(error))
+        return redirect(list_url)
+
+    if "confirm" not in request.POST:
+        return _confirmation_page(request, action, patients, filter_form, list_url)
+
+    key = request.POST.get("idempotency_key", "")
+    if not key or len(key) > 64:
+        messages.error(
+            request, "The confirmation was incomplete. Start the action again."
+        )
+        return redirect(list_url)
+
+    claimed = actions.claim(key, request.user, action)
+    if claimed is None:
+        _report_earlier_request(request, key)
+        return redirect(list_url)
+
+    result = actions.run(claimed, patients, actor=request.user)
+    messages.success(request, actions.result_message(result))
+    return redirect(list_url)
+
+
+def _confirmation_page(request, action, patients, filter_form, list_url):
+    scope = request.POST.get("scope", actions.SCOPE_PAGE)
+    context = {
+        "action": action,
+        "action_label": bulk.ACTIONS[action],
+        "plan": bulk.plan(patients, action),
+        "scope": scope,
+        "ticked_ids": request.POST.getlist("patient")
+        if scope == actions.SCOPE_PAGE
+        else [],
+        "filter_params": filter_form.active_params(),
+        "idempotency_key": actions.new_idempotency_key(),
+        "list_url": list_url,
+    }
+    return render(request, "patients/confirm_action.html", context)
+
+
+def _report_earlier_request(request, key: str) -> None:
+    earlier = actions.earlier_request(key, request.user)
+    result = actions.stored_plan(earlier) if earlier else None
+    if result is None:
+        messages.info(
+            request,
+            "This action is already being carried out. Reload the list in a moment "
+            "to see the result.",
+        )
+    else:
+        messages.info(
+            request,
+            "This confirmation was already carried out, so nothing was done again: "
+            + actions.result_message(result),
+        )
+
+
+# A patient's portal page
+
+
+def _invite_blocked_reason(patient: Patient) -> str | None:
+    reason = (
+        bulk.annotate_reason(
+            Patient.objects.filter(pk=patient.pk), bulk.INVITE, allow_resend=True
+        )
+        .values_list("skip_reason", flat=True)
+        .get()
+    )
+    return None if reason == bulk.ELIGIBLE else bulk.SKIP_REASONS[reason]
+
+
+def _render_portal_page(request, patient: Patient, username_form=None, status=200):
+    invitations = list(patient.invitations.all())
+    upcoming = (
+        patient.appointments.filter(start__gte=timezone.now())
+        .exclude(status__in=Appointment.NOT_SCHEDULED)
+        .select_related("practitioner")
+        .order_by("start", "id")[:UPCOMING_APPOINTMENTS_SHOWN]
+    )
+    audit_events = patient.audit_events.all()
+    state = patient.portal_state(invitations[0] if invitations else None)
+
+    context = {
+        "patient": patient,
+        "state": state,
+        "state_label": Patient.PortalState(state).label,
+        "tags": patient.tags.all(),
+        "invitations": invitations,
+        "appointments": upcoming,
+        "audit_events": audit_events[:AUDIT_EVENTS_SHOWN],
+        "audit_events_total": audit_events.count(),
+        "invite_blocked_reason": _invite_blocked_reason(patient),
+        "username_form": username_form or UsernameForm(),
+        "can_enable": request.user.has_perm("patients.enable_portal_access"),
+        "can_invite": request.user.has_perm("patients.send_portal_invitation"),
+        "can_change_username": request.user.has_perm("patients.change_portal_username"),
+    }
+    return render(request, "patients/portal_page.html", context, status=status)
+
+
+@staff_required
+@require_GET
+def patient_portal(request, pk: int):
+    patient = _get_patient_for_user(request, pk)
+    return _render_portal_page(request, patient)
+
+
+@staff_required
+@require_POST
+def patient_username(request, pk: int):
+    _require_permission(request, "patients.change_portal_username")
+    patient = _get_patient_for_user(request, pk)
+
+    form = UsernameForm(request.POST)
+    if form.is_valid():
+        try:
+            change_username(patient, form.cleaned_data["username"], actor=request.user)
+        except ValidationError as error:
+            form.add_error("username", error)
+    if not form.is_valid():
+        return _render_portal_page(request, patient, username_form=form)
+
+    messages.success(request, "Username changed.")
+    return redirect("patient-portal", pk=patient.pk)
+
+
+@staff_required
+@require_POST
+def patient_access(request, pk: int):
+    _require_permission(request, "patients.enable_portal_access")
+    patient = _get_patient_for_user(request, pk)
+
+    enabled = request.POST.get("enabled") == "true"
+    try:
+        set_access(patient, enabled, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if enabled:
+            messages.success(request, "Portal access enabled.")
+        else:
+            messages.success(
+                request,
+                "Portal access disabled. Pending invitations no longer work and "
+                "the patient's login is deactivated.",
+            )
+    return redirect("patient-portal", pk=patient.pk)
+
+
+@staff_required
+@require_POST
+def patient_invite(request, pk: int):
+    _require_permission(request, "patients.send_portal_invitation")
+    patient = _get_patient_for_user(request, pk)
+
+    try:
+        send_one_invitation(patient, actor=request.user)
+    except ValueError as error:
+        messages.error(request, f"No invitation was sent: {error}.")
+    else:
+        messages.success(
+            request,
+            "Invitation queued. Any earlier invitation link no longer works.",
+        )
+    return redirect("patient-portal", pk=patient.pk)

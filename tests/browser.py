@@ -1,0 +1,80 @@
+"""A headless Chromium for the tests that click through pages, driven by Playwright.
+
+Chromium comes from Debian's chromium package, never from a download by the test
+tool. When it is missing the browser tests are skipped with the reason, unless
+the CI environment variable is set, in which case they fail.
+"""
+
+import os
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+# Flags that keep Chromium from reaching out to the internet on its own and
+# let it run as root in a container.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+# Playwright's sync API runs an event loop in the test thread, which Django
+# would otherwise refuse to mix with database access.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _missing_chromium_reason() -> str | None:
+    if not (os.path.isfile(CHROMIUM_PATH) or shutil.which(CHROMIUM_PATH)):
+        return (
+            f"Chromium was not found at {CHROMIUM_PATH}. Install Debian's chromium "
+            "package (apt-get install chromium) or set CHROMIUM_PATH."
+        )
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    reason = _missing_chromium_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"Browser tests cannot run on CI: {reason}")
+        pytest.skip(reason)
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    # Any request to another host fails the test that made it.
+    outside_requests = []
+
+    def check_request(request):
+        parts = urlsplit(request.url)
+        if parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname not in {
+            "127.0.0.1",
+            "localhost",
+        }:
+            outside_requests.append(request.url)
+
+    context.on("request", check_request)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert outside_requests == [], f"pages requested other sites: {outside_requests}"
