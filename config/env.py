@@ -41,9 +41,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if raw.lower() in FALSE_VALUES:
         return False
-    raise ImproperlyConfigured(
-        f"{name}={raw!r} is not a boolean. Use true or false."
-    )
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean. Use true or false.")
 
 
 def env_int(name: str, default: int, minimum: int = 0) -> int:
@@ -107,21 +105,39 @@ def parse_email_url(url: str) -> dict:
             "EMAIL_URL has no host name. Use a form such as smtp://127.0.0.1:1025."
         )
 
+    # The part after any user:password@, so errors never show the password.
+    address = parts.netloc.rpartition("@")[2]
     try:
         port = parts.port
     except ValueError:
+        port = 0
+    # None means no port was given, so the scheme's default applies.
+    if port == 0:
         raise ImproperlyConfigured(
-            "EMAIL_URL has a port that is not a number between 1 and 65535."
-        ) from None
+            f"EMAIL_URL has an invalid port in {address!r}. Use a number between "
+            "1 and 65535, such as smtp://127.0.0.1:1025."
+        )
+
+    timeout = query.get("timeout", "30")
+    if not timeout.isdigit() or int(timeout) == 0:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL has timeout={timeout!r}. Use a whole number of seconds "
+            "above 0, such as ?timeout=30."
+        )
 
     use_ssl = scheme == "smtps"
     use_tls = scheme == "smtp+tls" or query.get("tls", "").lower() in TRUE_VALUES
+    if use_ssl and use_tls:
+        raise ImproperlyConfigured(
+            "EMAIL_URL uses smtps://, which is already encrypted, together with "
+            "STARTTLS (?tls=true). Remove ?tls=true, or use smtp+tls:// instead."
+        )
     options: dict = {
         "host": parts.hostname,
         "port": port or (465 if use_ssl else 587 if use_tls else 25),
         "use_tls": use_tls,
         "use_ssl": use_ssl,
-        "timeout": int(query.get("timeout", "30")),
+        "timeout": int(timeout),
     }
     if parts.username:
         options["username"] = unquote(parts.username)

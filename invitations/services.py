@@ -102,11 +102,11 @@ def send_invitations(patients, *, actor) -> bulk.Plan:
             _enqueue_delivery([invitation.pk for invitation in invitations])
         queued += len(rows)
     logger.info("Queued %d invitations", queued)
-    result.skipped["recently_invited"] = result.skipped.get("recently_invited", 0) + (
-        result.eligible - queued
-    )
-    if not result.skipped["recently_invited"]:
-        del result.skipped["recently_invited"]
+    # Patients invited or changed by someone else between the plan and the change.
+    if result.eligible > queued:
+        result.skipped["recently_invited"] = (
+            result.skipped.get("recently_invited", 0) + result.eligible - queued
+        )
     result.eligible = queued
     return result
 
@@ -157,7 +157,7 @@ def find_invitation(token: str) -> Invitation | None:
 
 @transaction.atomic
 def check_date_of_birth(invitation: Invitation, birth_date: datetime.date) -> bool:
-    """Compare the date of birth given on the link page; lock the link after too many misses."""
+    """Check a typed date of birth; lock the invitation after repeated misses."""
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not invitation.is_usable:
         return False
@@ -219,3 +219,147 @@ def accept_invitation(invitation: Invitation, *, username: str, password: str):
     )
     logger.info("Invitation %s accepted, account created", invitation.pk)
     return user
+
+
+def retry_delay(attempts: int) -> datetime.timedelta:
+    """Return the wait after ATTEMPTS failed deliveries: doubling, up to a cap."""
+    seconds = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0)
+    return datetime.timedelta(seconds=min(seconds, settings.DELIVERY_RETRY_MAX_SECONDS))
+
+
+@transaction.atomic
+def record_delivery(invitation_id: int, *, sent: bool, error: str = "") -> Invitation:
+    """Record that the SMTP server accepted an invitation, or rejected it for good.
+
+    A sent invitation also sets the patient's "last invite sent". ERROR is the
+    reason for a rejection, shown to staff, and must not contain the address.
+    An invitation already recorded as sent is left as it is, so a repeated
+    delivery neither writes a second audit record nor turns it into a failure.
+    """
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("patient")
+        .get(pk=invitation_id)
+    )
+    if invitation.delivery_status == Invitation.Delivery.SENT:
+        return invitation
+
+    now = timezone.now()
+    invitation.delivery_attempts += 1
+    invitation.next_attempt_at = None
+    if sent:
+        invitation.delivery_status = Invitation.Delivery.SENT
+        invitation.sent_at = now
+        invitation.delivery_error = ""
+    else:
+        invitation.delivery_status = Invitation.Delivery.FAILED
+        invitation.delivery_error = error
+    invitation.save(
+        update_fields=[
+            "delivery_status",
+            "delivery_attempts",
+            "delivery_error",
+            "next_attempt_at",
+            "sent_at",
+        ]
+    )
+
+    if sent:
+        # Two deliveries finishing out of order must not move the date back.
+        Patient.objects.filter(pk=invitation.patient_id).exclude(
+            last_invite_sent_at__gte=now
+        ).update(last_invite_sent_at=now)
+        record(
+            AuditEvent.Action.DELIVERY,
+            patient=invitation.patient,
+            invitation_id=invitation.pk,
+        )
+    else:
+        record(
+            AuditEvent.Action.DELIVERY,
+            patient=invitation.patient,
+            outcome=AuditEvent.Outcome.FAILURE,
+            invitation_id=invitation.pk,
+            reason=error,
+        )
+    return invitation
+
+
+@transaction.atomic
+def cancel_delivery(invitation_id: int, *, reason: str) -> bool:
+    """Stop a queued invitation from being sent; return whether it was still queued.
+
+    The worker calls this for an invitation whose link no longer works or
+    whose patient has a different email address by the time it is sent.
+    """
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("patient")
+        .get(pk=invitation_id)
+    )
+    if invitation.delivery_status != Invitation.Delivery.QUEUED:
+        return False
+
+    invitation.delivery_status = Invitation.Delivery.CANCELLED
+    invitation.delivery_error = reason
+    invitation.next_attempt_at = None
+    invitation.save(
+        update_fields=["delivery_status", "delivery_error", "next_attempt_at"]
+    )
+    record(
+        AuditEvent.Action.DELIVERY,
+        patient=invitation.patient,
+        outcome=AuditEvent.Outcome.FAILURE,
+        invitation_id=invitation.pk,
+        reason=reason,
+        cancelled=True,
+    )
+    return True
+
+
+@transaction.atomic
+def retry_delivery(invitation_ids: list[int], *, error: str) -> list[Invitation]:
+    """Count a temporary failure against queued invitations and queue another try.
+
+    Each invitation waits retry_delay(attempts) before the next try. One with
+    DELIVERY_MAX_ATTEMPTS attempts is marked failed with ERROR instead. The
+    new tasks are enqueued in this transaction, so a retry is never lost
+    between the failure being recorded and the next task existing. Returns
+    the invitations that were still queued, with their new state.
+    """
+    now = timezone.now()
+    invitations = list(
+        Invitation.objects.select_for_update()
+        .select_related("patient")
+        .filter(pk__in=invitation_ids, delivery_status=Invitation.Delivery.QUEUED)
+        .order_by("pk")
+    )
+
+    retry_at: dict[datetime.datetime, list[int]] = {}
+    for invitation in invitations:
+        invitation.delivery_attempts += 1
+        invitation.delivery_error = error
+        if invitation.delivery_attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+            invitation.delivery_status = Invitation.Delivery.FAILED
+            invitation.next_attempt_at = None
+            record(
+                AuditEvent.Action.DELIVERY,
+                patient=invitation.patient,
+                outcome=AuditEvent.Outcome.FAILURE,
+                invitation_id=invitation.pk,
+                reason=error,
+                attempts=invitation.delivery_attempts,
+            )
+        else:
+            invitation.next_attempt_at = now + retry_delay(invitation.delivery_attempts)
+            retry_at.setdefault(invitation.next_attempt_at, []).append(invitation.pk)
+    Invitation.objects.bulk_update(
+        invitations,
+        ["delivery_status", "delivery_attempts", "delivery_error", "next_attempt_at"],
+    )
+
+    from invitations.tasks import deliver_invitations
+
+    for run_after, ids in retry_at.items():
+        deliver_invitations.using(run_after=run_after).enqueue(ids)
+    return invitations

@@ -1,0 +1,273 @@
+"""Sending queued invitations over one SMTP connection, with retries.
+
+The background task ``deliver_invitations`` calls deliver(). Each message's
+result is recorded by a service function right after the SMTP server replies,
+so a crash loses at most the record of the message being sent. A repeat then
+sends that one again, with the same link, because the link's token is derived
+from the invitation's stored salt.
+"""
+
+import logging
+import re
+import smtplib
+from dataclasses import asdict, dataclass
+
+from django.core.mail import mailers
+
+from invitations import emails, services
+from invitations.models import Invitation
+from patients.models import normalize_email
+
+logger = logging.getLogger(__name__)
+
+# Servers often quote the recipient in their replies ("<jane@example.org>:
+# Recipient address rejected"), so the stored reason has it masked.
+ADDRESS_PATTERN = re.compile(r"[^\s<>\"'()\[\]]+@[^\s<>\"'()\[\]]+")
+MAX_REASON_LENGTH = 300
+
+
+@dataclass
+class DeliveryReport:
+    """Counts of what one delivery run did with the invitations it was given."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An SMTP error sorted into what to do about it."""
+
+    reason: str
+    code: int | None
+    permanent: bool
+    # The connection cannot carry more messages, so the rest of the batch waits.
+    connection_lost: bool
+
+
+def deliver(invitation_ids: list[int]) -> DeliveryReport:
+    """Send the still-queued invitations among INVITATION_IDS over one connection.
+
+    Invitations already sent, failed or cancelled are skipped, so running this
+    twice sends nothing twice. Temporary failures are retried later by a new
+    task, and permanent ones mark the invitation failed.
+    """
+    report = DeliveryReport()
+    requested = sorted(set(invitation_ids))
+    queued = list(
+        Invitation.objects.filter(
+            pk__in=requested, delivery_status=Invitation.Delivery.QUEUED
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    report.skipped = len(requested) - len(queued)
+    logger.info(
+        "Delivery started for %d queued invitations %s (%d no longer queued)",
+        len(queued),
+        queued,
+        report.skipped,
+    )
+    if not queued:
+        return report
+
+    connection = mailers.default
+    try:
+        connection.open()
+    except (OSError, smtplib.SMTPException) as error:
+        # Whatever the reply, a server that cannot be opened is tried again later.
+        _retry_later({_describe(error): queued}, report)
+        _log_finished(report)
+        return report
+
+    try:
+        _send_each(connection, queued, report)
+    finally:
+        _close(connection)
+    _log_finished(report)
+    return report
+
+
+def _send_each(connection, invitation_ids: list[int], report: DeliveryReport) -> None:
+    # Temporary failures are collected by reason and retried together at the
+    # end, so that one retry task again shares one connection.
+    deferred: dict[Failure, list[int]] = {}
+
+    for position, invitation_id in enumerate(invitation_ids):
+        invitation = (
+            Invitation.objects.select_related("patient")
+            .filter(pk=invitation_id, delivery_status=Invitation.Delivery.QUEUED)
+            .first()
+        )
+        if invitation is None:
+            # Handled meanwhile, by staff sending a newer invitation or by
+            # another run of this task.
+            report.skipped += 1
+            continue
+
+        reason = reason_not_to_send(invitation)
+        if reason:
+            if services.cancel_delivery(invitation.pk, reason=reason):
+                logger.info("Invitation %s not sent: %s", invitation.pk, reason)
+                report.cancelled += 1
+            continue
+
+        failure = _send_one(connection, invitation)
+        if failure is None:
+            services.record_delivery(invitation.pk, sent=True)
+            report.sent += 1
+        elif failure.permanent:
+            services.record_delivery(invitation.pk, sent=False, error=failure.reason)
+            if failure.code is None:
+                # These reasons are fixed texts that never contain the address.
+                logger.warning(
+                    "Invitation %s marked failed: %s", invitation.pk, failure.reason
+                )
+            else:
+                logger.warning(
+                    "Invitation %s rejected with SMTP code %s, marked failed",
+                    invitation.pk,
+                    failure.code,
+                )
+            report.failed += 1
+        elif failure.connection_lost:
+            rest = invitation_ids[position:]
+            deferred.setdefault(failure, []).extend(rest)
+            break
+        else:
+            deferred.setdefault(failure, []).append(invitation.pk)
+
+    if deferred:
+        _retry_later(deferred, report)
+
+
+def _send_one(connection, invitation: Invitation) -> Failure | None:
+    """Send one invitation; return None once the server has accepted it."""
+    try:
+        message = emails.invitation_email(invitation)
+    except emails.InvalidRecipient as error:
+        return Failure(str(error), code=None, permanent=True, connection_lost=False)
+
+    try:
+        connection.send_messages([message])
+    except (OSError, smtplib.SMTPException) as error:
+        return _describe(error)
+    except ValueError:
+        # Django raises ValueError for an address it cannot encode; its
+        # message quotes the address, so only the fact is kept.
+        return Failure(
+            "The sender or recipient address could not be encoded for SMTP. "
+            "Check DEFAULT_FROM_EMAIL and the patient's email address.",
+            code=None,
+            permanent=True,
+            connection_lost=False,
+        )
+    return None
+
+
+def reason_not_to_send(invitation: Invitation) -> str:
+    """Return why a queued invitation must not be emailed any more, or ""."""
+    patient = invitation.patient
+    if invitation.status != Invitation.Status.PENDING:
+        return (
+            "The invitation was not sent because its status changed to "
+            f'"{invitation.get_status_display()}".'
+        )
+    if invitation.is_expired:
+        return "The invitation expired before it could be sent."
+    if normalize_email(invitation.email) != patient.email_normalized:
+        return (
+            "The invitation was not sent because the patient's email address "
+            "changed after it was created."
+        )
+    if not patient.portal_access:
+        return "The invitation was not sent because portal access is disabled."
+    if patient.user_id is not None:
+        return "The invitation was not sent because the patient has set up an account."
+    return ""
+
+
+def _describe(error: Exception) -> Failure:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        # One recipient per message, so one (code, reply) pair.
+        code, reply = next(iter(error.recipients.values()))
+    elif isinstance(error, smtplib.SMTPResponseException):
+        code, reply = error.smtp_code, error.smtp_error
+    else:
+        detail = str(error) or type(error).__name__
+        return Failure(
+            f"The mail server could not be reached or closed the connection "
+            f"({detail}).",
+            code=None,
+            permanent=False,
+            connection_lost=True,
+        )
+
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", errors="replace")
+    reply = ADDRESS_PATTERN.sub("<address>", " ".join(str(reply).split()))
+    reason = f"The mail server answered {code} {reply}"[:MAX_REASON_LENGTH]
+    return Failure(
+        reason,
+        code=code,
+        permanent=500 <= code < 600,
+        # smtplib closes the connection after a 421 reply.
+        connection_lost=code == 421,
+    )
+
+
+def _retry_later(deferred: dict[Failure, list[int]], report: DeliveryReport) -> None:
+    for failure, invitation_ids in deferred.items():
+        invitations = services.retry_delivery(invitation_ids, error=failure.reason)
+        given_up = [
+            invitation.pk
+            for invitation in invitations
+            if invitation.delivery_status == Invitation.Delivery.FAILED
+        ]
+        waiting = [
+            invitation
+            for invitation in invitations
+            if invitation.delivery_status == Invitation.Delivery.QUEUED
+        ]
+        report.failed += len(given_up)
+        report.retrying += len(waiting)
+        if waiting:
+            logger.warning(
+                "Delivery of invitations %s failed temporarily (SMTP code %s), "
+                "retrying at %s",
+                [invitation.pk for invitation in waiting],
+                failure.code,
+                waiting[0].next_attempt_at.isoformat(),
+            )
+        if given_up:
+            logger.warning(
+                "Delivery of invitations %s failed on the last allowed attempt "
+                "(SMTP code %s), marked failed",
+                given_up,
+                failure.code,
+            )
+
+
+def _close(connection) -> None:
+    try:
+        connection.close()
+    except (OSError, smtplib.SMTPException) as error:
+        # Every message already has its result recorded, so only QUIT failed.
+        logger.warning("Closing the SMTP connection failed: %s", type(error).__name__)
+
+
+def _log_finished(report: DeliveryReport) -> None:
+    logger.info(
+        "Delivery finished: %d sent, %d failed, %d to retry, %d cancelled, %d skipped",
+        report.sent,
+        report.failed,
+        report.retrying,
+        report.cancelled,
+        report.skipped,
+    )
