@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_tasks_db",
+    "axes",
     "audit",
     "patients",
     "imports",
@@ -43,6 +44,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Returns 429 to a client locked out by failed logins. Keep it last.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Django-axes checks every authenticate() call, on the staff and the patient
+# login alike, before the model backend checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -59,6 +69,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.practice",
+                "demo.context_processors.demo",
             ],
         },
     },
@@ -99,17 +110,31 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+_VALIDATORS = "django.contrib.auth.password_validation"
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
     {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
-    },
-    {
-        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "NAME": f"{_VALIDATORS}.MinimumLengthValidator",
         "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 12, minimum=8)},
     },
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": f"{_VALIDATORS}.CommonPasswordValidator"},
+    {"NAME": f"{_VALIDATORS}.NumericPasswordValidator"},
 ]
+
+# How long a patient's emailed password reset link works, in seconds.
+PASSWORD_RESET_TIMEOUT = 24 * 60 * 60
+
+# Failed logins lock out one username from one client address for a while,
+# and a success clears the count. Usernames and addresses stay out of the log.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# A float is read by django-axes as hours.
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "portal.views.login_locked"
+AXES_CLIENT_STR_CALLABLE = "portal.ratelimit.describe_login_client"
 
 LOGIN_URL = "staff-login"
 LOGIN_REDIRECT_URL = "onboarding"
@@ -136,8 +161,18 @@ INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 14, minimum=1)
 # valid, is skipped by a bulk "Send Portal Invite(s)".
 INVITATION_RESEND_AFTER_DAYS = env_int("INVITATION_RESEND_AFTER_DAYS", 3)
 INVITATION_MAX_DOB_ATTEMPTS = env_int("INVITATION_MAX_DOB_ATTEMPTS", 5, minimum=1)
+# Date-of-birth checks, and forgot-password or forgot-username requests, that
+# one client address may make per window; more get 429 until the window ends.
+# NOTE: the counters live in the default cache, which is per process unless
+# CACHES points at a shared cache.
+PATIENT_ATTEMPT_LIMIT = env_int("PATIENT_ATTEMPT_LIMIT", 20, minimum=1)
+PATIENT_ATTEMPT_WINDOW_SECONDS = env_int(
+    "PATIENT_ATTEMPT_WINDOW_SECONDS", 15 * 60, minimum=1
+)
 DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 30, minimum=1)
+# The wait before a retry doubles after each failed attempt, up to this cap.
+DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 # Invitations delivered by one task over one SMTP connection.
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100, minimum=1)
 ONBOARDING_PAGE_SIZE = env_int("ONBOARDING_PAGE_SIZE", 50, minimum=1)

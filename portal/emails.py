@@ -1,0 +1,70 @@
+"""The emails a patient requests from the portal, one function per kind.
+
+Subjects and bodies are rendered from templates/emails/<kind>.subject.txt,
+<kind>.txt and <kind>.html. Links are built from PORTAL_BASE_URL, never from
+the Host header of a request, so a forged header cannot redirect them.
+"""
+
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from invitations.emails import check_recipient
+
+
+def password_reset_link(user) -> str:
+    """Return the absolute one-time link that lets USER choose a new password."""
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    path = reverse("portal-password-reset-confirm", args=[uid, token])
+    return settings.PORTAL_BASE_URL + path
+
+
+def password_reset_email(user):
+    """Build the email with a password reset link, sent to the patient's address.
+
+    Raises InvalidRecipient when the address on record cannot be used.
+    """
+    recipient = check_recipient(user.patient.email)
+    context = {
+        "practice_name": settings.PRACTICE_NAME,
+        "username": user.get_username(),
+        "link": password_reset_link(user),
+        "valid_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
+    }
+    return _build("password_reset", context, recipient)
+
+
+def username_reminder_email(users):
+    """Build one email listing the usernames of USERS, who share one address.
+
+    Raises InvalidRecipient when the address on record cannot be used.
+    """
+    recipient = check_recipient(users[0].patient.email)
+    context = {
+        "practice_name": settings.PRACTICE_NAME,
+        "usernames": [user.get_username() for user in users],
+        "login_link": settings.PORTAL_BASE_URL + reverse("portal-login"),
+        "reset_link": settings.PORTAL_BASE_URL + reverse("portal-password-reset"),
+    }
+    return _build("username_reminder", context, recipient)
+
+
+def _build(kind: str, context: dict, recipient: str) -> EmailMultiAlternatives:
+    subject = render_to_string(f"emails/{kind}.subject.txt", context)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body=render_to_string(f"emails/{kind}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[recipient],
+        # Marks the email as automated, so mail servers send no auto-replies.
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    message.attach_alternative(
+        render_to_string(f"emails/{kind}.html", context), "text/html"
+    )
+    return message

@@ -1,0 +1,55 @@
+"""Background emails for the patient portal: password reset links and reminders.
+
+They run in the task worker, so the request that queues them does no SMTP
+work and returns the same page whether or not an account matched.
+"""
+
+import logging
+
+from django.core.mail import mailers
+from django.tasks import task
+
+from invitations.emails import InvalidRecipient
+from portal import emails
+from portal.services import patient_users
+
+logger = logging.getLogger(__name__)
+
+
+@task
+def send_password_reset(user_id: int) -> None:
+    """Email a password reset link to the patient with this user id."""
+    user = patient_users().select_related("patient").filter(pk=user_id).first()
+    if user is None:
+        # Disabled or removed since the request; a link would not work anyway.
+        logger.info("Password reset for user %s not sent: no active account", user_id)
+        return
+
+    try:
+        message = emails.password_reset_email(user)
+    except InvalidRecipient:
+        logger.warning("Password reset for user %s not sent: invalid address", user_id)
+        return
+    mailers.default.send_messages([message])
+    logger.info("Password reset email sent for user %s", user_id)
+
+
+@task
+def send_username_reminder(user_ids: list[int]) -> None:
+    """Email the usernames of these patients' accounts, which share one address."""
+    users = list(
+        patient_users().select_related("patient").filter(pk__in=user_ids).order_by("pk")
+    )
+    if not users:
+        logger.info("Username reminder for users %s not sent: no account", user_ids)
+        return
+
+    try:
+        message = emails.username_reminder_email(users)
+    except InvalidRecipient:
+        logger.warning(
+            "Username reminder for users %s not sent: invalid address", user_ids
+        )
+        return
+    mailers.default.send_messages([message])
+    logger.info("Username reminder sent for users %s", user_ids)
