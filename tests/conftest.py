@@ -13,6 +13,12 @@ from django.contrib.auth.models import Permission
 
 from patients.models import Patient, Practitioner, Tag
 
+# The smtp_server fixture: a real SMTP server on 127.0.0.1 for any test, and
+# the browser and page fixtures. Registered once here, because a module that
+# imports the session-scoped browser fixture gets its own copy, and a second
+# Playwright instance cannot start while the first one runs.
+pytest_plugins = ["tests.smtp", "tests.browser"]
+
 PASSWORD = "correct horse battery staple"
 _sequence = itertools.count(1)
 
@@ -100,3 +106,28 @@ def front_desk_client(client, front_desk):
 def read_only_client(client, read_only):
     client.force_login(read_only)
     return client
+
+
+def make_invitation(patient: Patient, **fields):
+    """Invite PATIENT as staff would, then apply FIELDS (e.g. expires_at) to the row.
+
+    The patient must be eligible: portal access on, a valid email, no account.
+    """
+    from invitations.models import Invitation
+    from invitations.services import send_invitation
+
+    invitation = send_invitation(patient, actor=None)
+    if fields:
+        Invitation.objects.filter(pk=invitation.pk).update(**fields)
+        invitation.refresh_from_db()
+    return invitation
+
+
+@pytest.fixture
+def clear_attempt_counters():
+    """Start and end with empty attempt counters, which live in the cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
