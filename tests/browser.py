@@ -5,6 +5,7 @@ tool. When it is missing the browser tests are skipped with the reason, unless
 the CI environment variable is set, in which case they fail.
 """
 
+import contextlib
 import os
 import shutil
 from urllib.parse import urlsplit
@@ -58,10 +59,13 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    # Any request to another host fails the test that made it.
+@contextlib.contextmanager
+def local_page(browser, **context_options):
+    """Open a page in a new browser context, with its own cookies.
+
+    On leaving, fail if any page in the context requested another host.
+    """
+    context = browser.new_context(**context_options)
     outside_requests = []
 
     def check_request(request):
@@ -73,8 +77,16 @@ def page(browser):
             outside_requests.append(request.url)
 
     context.on("request", check_request)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        yield tab
+    finally:
+        context.close()
     assert outside_requests == [], f"pages requested other sites: {outside_requests}"
+
+
+@pytest.fixture
+def page(browser):
+    with local_page(browser) as tab:
+        yield tab

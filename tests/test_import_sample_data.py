@@ -7,24 +7,25 @@ independently of the importer.
 import datetime
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from audit.models import AuditEvent
 from imports.models import ImportRun
 from patients.models import Appointment, Patient, Practitioner
 from tests.import_files import run_import
+from tests.sample_data import SAMPLE_FHIR as DATA
+from tests.sample_data import require_sample_data
 
-DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir"
 NPI = "http://hl7.org/fhir/sid/us-npi"
 CHECKUP_CODES = {"185349003", "162673000", "410620009", "86013001"}
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(not DATA.is_dir(), reason="sample exports not present"),
-]
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sample_data():
+    require_sample_data()
 
 
 def _resources():

@@ -133,6 +133,7 @@ AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "portal.views.login_locked"
 AXES_CLIENT_STR_CALLABLE = "portal.ratelimit.describe_login_client"
 

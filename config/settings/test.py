@@ -23,3 +23,6 @@ DATABASES["default"] = {  # noqa: F405
     "NAME": ":memory:",
     "TEST": {"NAME": ":memory:"},
 }
+# Static files come straight from the app's folders; nothing is collected.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
