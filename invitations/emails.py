@@ -57,10 +57,11 @@ def invitation_email(invitation: Invitation) -> EmailMultiAlternatives:
         "link": invitation_link(invitation),
         "expires_at": invitation.expires_at,
     }
-    return _build("invitation", context, recipient)
+    return build_email("invitation", context, recipient)
 
 
-def _build(kind: str, context: dict, recipient: str) -> EmailMultiAlternatives:
+def build_email(kind: str, context: dict, recipient: str) -> EmailMultiAlternatives:
+    """Render the text and HTML email from the templates emails/KIND.*."""
     subject = render_to_string(f"emails/{kind}.subject.txt", context)
     message = EmailMultiAlternatives(
         subject=" ".join(subject.split()),

@@ -19,11 +19,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from config.redirects import next_url
 from invitations.services import send_invitation as send_one_invitation
 from patients import actions, bulk
 from patients.filters import (
@@ -105,14 +105,6 @@ class CountedPaginator(Paginator):
 # Staff login and logout
 
 
-def _next_url(request) -> str:
-    target = request.POST.get("next") or request.GET.get("next", "")
-    is_safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return target if target and is_safe else reverse("onboarding")
-
-
 @sensitive_post_parameters("password")
 @never_cache
 def staff_login(request):
@@ -122,7 +114,7 @@ def staff_login(request):
         user = form.get_user()
         auth_login(request, user)
         record_staff_login(user)
-        return redirect(_next_url(request))
+        return redirect(next_url(request, "onboarding"))
 
     context = {"form": form, "next": request.POST.get("next", request.GET.get("next"))}
     return render(request, "registration/staff_login.html", context)

@@ -7,13 +7,11 @@ the Host header of a request, so a forged header cannot redirect them.
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from invitations.emails import check_recipient
+from invitations.emails import build_email, check_recipient
 
 
 def password_reset_link(user) -> str:
@@ -36,7 +34,7 @@ def password_reset_email(user):
         "link": password_reset_link(user),
         "valid_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
     }
-    return _build("password_reset", context, recipient)
+    return build_email("password_reset", context, recipient)
 
 
 def username_reminder_email(users):
@@ -51,20 +49,4 @@ def username_reminder_email(users):
         "login_link": settings.PORTAL_BASE_URL + reverse("portal-login"),
         "reset_link": settings.PORTAL_BASE_URL + reverse("portal-password-reset"),
     }
-    return _build("username_reminder", context, recipient)
-
-
-def _build(kind: str, context: dict, recipient: str) -> EmailMultiAlternatives:
-    subject = render_to_string(f"emails/{kind}.subject.txt", context)
-    message = EmailMultiAlternatives(
-        subject=" ".join(subject.split()),
-        body=render_to_string(f"emails/{kind}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[recipient],
-        # Marks the email as automated, so mail servers send no auto-replies.
-        headers={"Auto-Submitted": "auto-generated"},
-    )
-    message.attach_alternative(
-        render_to_string(f"emails/{kind}.html", context), "text/html"
-    )
-    return message
+    return build_email("username_reminder", context, recipient)

@@ -22,11 +22,11 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from config.redirects import next_url
 from patients.models import Appointment
 from patients.services import record_patient_login
 from portal import services
@@ -59,15 +59,6 @@ def patient_required(view):
     return never_cache(wrapper)
 
 
-def _next_url(request) -> str:
-    """Return the page to open after login: a path on this site, else home."""
-    target = request.POST.get("next") or request.GET.get("next", "")
-    is_safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return target if target and is_safe else reverse("portal-home")
-
-
 @sensitive_post_parameters("password")
 @never_cache
 def portal_login(request):
@@ -77,7 +68,7 @@ def portal_login(request):
         user = form.get_user()
         auth_login(request, user)
         record_patient_login(user)
-        return redirect(_next_url(request))
+        return redirect(next_url(request, "portal-home"))
 
     context = {"form": form, "next": request.POST.get("next", request.GET.get("next"))}
     return render(request, "portal/login.html", context)
