@@ -90,3 +90,14 @@ def local_page(browser, **context_options):
 def page(browser):
     with local_page(browser) as tab:
         yield tab
+
+
+def log_in_staff(tab, base_url, username="frontdesk"):
+    """Log in on the staff login page as USERNAME, with the test password."""
+    from tests.conftest import PASSWORD
+
+    tab.goto(f"{base_url}/staff/login/")
+    tab.fill("input[name=username]", username)
+    tab.fill("input[name=password]", PASSWORD)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(f"{base_url}/")

@@ -15,8 +15,7 @@ from django.utils import dateformat, timezone
 
 from invitations.services import find_invitation
 from patients.models import Patient, Practitioner, Tag
-from tests.browser import local_page
-from tests.conftest import PASSWORD
+from tests.browser import local_page, log_in_staff
 from tests.sample_data import require_sample_data
 from tests.worker import run_worker
 
@@ -33,14 +32,6 @@ def job(transactional_db, settings, live_server, smtp_server, front_desk):
     # select every matching patient appears.
     settings.ONBOARDING_PAGE_SIZE = 2
     return live_server.url, smtp_server
-
-
-def _log_in_staff(tab, base_url):
-    tab.goto(f"{base_url}/staff/login/")
-    tab.fill("input[name=username]", "frontdesk")
-    tab.fill("input[name=password]", PASSWORD)
-    tab.click("button[type=submit]")
-    tab.wait_for_url(f"{base_url}/")
 
 
 def _select_every_match(tab, expected_total):
@@ -75,7 +66,7 @@ def _whole_job(browser, page, base_url, smtp_server, apply_filters, matching):
     total = matching.count()
     assert total > 2, "the filter must match more than one page"
 
-    _log_in_staff(page, base_url)
+    log_in_staff(page, base_url)
     apply_filters(page)
     page.click("button:text('Apply Filters')")
     page.wait_for_load_state()

@@ -3,7 +3,8 @@
 import pytest
 
 from patients.models import Patient, Tag
-from tests.conftest import PASSWORD, make_patient
+from tests.browser import log_in_staff
+from tests.conftest import make_patient
 
 
 @pytest.fixture
@@ -14,14 +15,6 @@ def heart_patients(transactional_db, settings):
     return patients
 
 
-def _log_in(tab, live_server):
-    tab.goto(f"{live_server.url}/staff/login/")
-    tab.fill("input[name=username]", "frontdesk")
-    tab.fill("input[name=password]", PASSWORD)
-    tab.click("button[type=submit]")
-    tab.wait_for_url(f"{live_server.url}/")
-
-
 def test_select_all_matching_enables_whole_filter(
     page,
     live_server,
@@ -29,7 +22,7 @@ def test_select_all_matching_enables_whole_filter(
     heart_patients,
 ):
     heart = Tag.objects.get(name="Heart")
-    _log_in(page, live_server)
+    log_in_staff(page, live_server.url)
     page.goto(f"{live_server.url}/?tags={heart.pk}")
 
     page.click("#select-all")
@@ -61,7 +54,7 @@ def test_unticking_a_row_returns_to_ticked_rows(
     front_desk,
     heart_patients,
 ):
-    _log_in(page, live_server)
+    log_in_staff(page, live_server.url)
 
     page.click("#select-all")
     page.click("#select-matching")
@@ -80,7 +73,7 @@ def test_ticked_rows_work_without_javascript(
     context = browser.new_context(java_script_enabled=False)
     no_script = context.new_page()
     try:
-        _log_in(no_script, live_server)
+        log_in_staff(no_script, live_server.url)
         assert no_script.is_hidden("#select-all")
 
         boxes = no_script.locator("input.row-select")
@@ -111,7 +104,7 @@ def test_list_page_loads_nothing_from_other_sites(
     requested = []
     page.on("request", lambda request: requested.append(request.url))
 
-    _log_in(page, live_server)
+    log_in_staff(page, live_server.url)
 
     assert requested
     assert all(url.startswith(live_server.url) for url in requested)
