@@ -38,7 +38,7 @@ def manage(tmp_path, smtp_server):
     }
 
     def run(*arguments: str) -> subprocess.CompletedProcess:
-        completed = subprocess.run(  # noqa: S603
+        completed = subprocess.run(
             [sys.executable, "manage.py", *arguments],
             cwd=ROOT,
             env=environment,

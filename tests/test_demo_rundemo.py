@@ -48,7 +48,7 @@ def demo(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         "DEMO_MAILBOX_DIR": str(tmp_path / "mailbox"),
     }
-    process = subprocess.Popen(  # noqa: S603 - fixed arguments
+    process = subprocess.Popen(
         [
             sys.executable,
             "manage.py",

@@ -78,7 +78,7 @@ def test_manage_py_reports_bad_env_file(tmp_path):
     (project / "manage.py").write_text((root / "manage.py").read_text())
     (project / ".env").write_text("SECRET_KEY=ok\nthis is not a setting\n")
 
-    completed = subprocess.run(  # noqa: S603 - fixed arguments
+    completed = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=project,
         env={**os.environ, "PYTHONPATH": str(root)},
