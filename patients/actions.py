@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from invitations.services import send_invitations
 from patients import bulk
-from patients.filters import PatientFilterForm, filter_patients
+from patients.filters import PatientFilterForm, filter_patients, is_valid_id
 from patients.models import BulkActionRequest, Patient
 from patients.services import enable_access
 
@@ -66,7 +66,7 @@ def _ticked_ids(values: list[str]) -> list[int]:
         )
     ids = []
     for value in values:
-        if not value.isdigit():
+        if not is_valid_id(value):
             raise SelectionError(f"{value!r} is not a patient id.")
         ids.append(int(value))
     return ids

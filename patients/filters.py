@@ -10,6 +10,7 @@ import datetime
 import re
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import (
     Case,
     CharField,
@@ -25,7 +26,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from invitations.models import Invitation
-from patients.models import Appointment, Patient, Practitioner, Tag
+from patients.models import Appointment, Patient, Practitioner, Tag, fold_name
 
 ANY_YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
 
@@ -38,6 +39,49 @@ SORT_FIELDS = {
 }
 DEFAULT_SORT = "name"
 
+# The largest primary key the databases store (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+# Appointment dates outside these years are typing mistakes, and the end of
+# the range must leave room to add a day.
+EARLIEST_DATE = datetime.date(1900, 1, 1)
+LATEST_DATE = datetime.date(2199, 12, 31)
+
+
+def is_valid_id(value: str) -> bool:
+    """Tell whether VALUE is a primary key as ASCII digits, from 1 to MAX_ID."""
+    return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID
+
+
+class TagChoiceField(forms.ModelMultipleChoiceField):
+    """The tags filter; an id that is not a number in range is invalid, not a crash."""
+
+    def _check_values(self, value):
+        for choice in value:
+            if not is_valid_id(str(choice)):
+                raise forms.ValidationError(
+                    f"“{choice}” is not one of the practice's tags. "
+                    "Choose tags from the list.",
+                    code="invalid_pk_value",
+                )
+        return super()._check_values(value)
+
+
+def _appointment_date(label: str) -> forms.DateField:
+    out_of_range = (
+        f"Enter a date between {EARLIEST_DATE:%Y-%m-%d} and {LATEST_DATE:%Y-%m-%d}."
+    )
+    return forms.DateField(
+        label=label,
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Includes this date.",
+        validators=[
+            MinValueValidator(EARLIEST_DATE, out_of_range),
+            MaxValueValidator(LATEST_DATE, out_of_range),
+        ],
+    )
+
+
 # A search made only of digits and separators is read as a date of birth.
 DATE_LIKE = re.compile(r"^[\d\s/.-]+$")
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y")
@@ -49,7 +93,7 @@ class PatientFilterForm(forms.Form):
     """The GET form above the list; every field is optional."""
 
     q = forms.CharField(label="Search", required=False, max_length=200, strip=True)
-    tags = forms.ModelMultipleChoiceField(
+    tags = TagChoiceField(
         label="Tags",
         queryset=Tag.objects.all(),
         required=False,
@@ -72,18 +116,8 @@ class PatientFilterForm(forms.Form):
         choices=[("", "Any"), *State.choices],
         required=False,
     )
-    appointment_after = forms.DateField(
-        label="Appointment scheduled after",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Includes this date.",
-    )
-    appointment_before = forms.DateField(
-        label="Appointment scheduled before",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Includes this date.",
-    )
+    appointment_after = _appointment_date("Appointment scheduled after")
+    appointment_before = _appointment_date("Appointment scheduled before")
 
     def clean_q(self):
         text = self.cleaned_data["q"]
@@ -150,20 +184,15 @@ def portal_state_expression():
     filter and the per-patient page agree.
     """
     return Case(
+        When(portal_access=False, then=Value(State.NOT_ENABLED)),
         When(last_login_at__isnull=False, then=Value(State.LOGGED_IN)),
         When(user__isnull=False, then=Value(State.ACCOUNT_SET_UP)),
         When(
-            portal_access=True,
             latest_delivery=Invitation.Delivery.FAILED,
             then=Value(State.INVITE_FAILED),
         ),
-        When(
-            portal_access=True,
-            latest_delivery__isnull=False,
-            then=Value(State.INVITED),
-        ),
-        When(portal_access=True, then=Value(State.ENABLED)),
-        default=Value(State.NOT_ENABLED),
+        When(latest_delivery__isnull=False, then=Value(State.INVITED)),
+        default=Value(State.ENABLED),
         output_field=CharField(),
     )
 
@@ -179,15 +208,11 @@ def _search(patients, data):
     if data.get("birth_date"):
         return patients.filter(birth_date=data["birth_date"])
 
-    # Every word must match the name. sort_name contains "family given" in lower
-    # case, so "doe jane" and "jane doe" both find Jane Doe.
+    # Every word must match the name. search_name contains "family given"
+    # folded, so "doe jane", "jane doe" and "lea" for "Léa" all match.
     for word in re.split(r"[\s,]+", data["q"]):
         if word:
-            patients = patients.filter(
-                Q(sort_name__contains=word.lower())
-                | Q(family_name__icontains=word)
-                | Q(given_names__icontains=word)
-            )
+            patients = patients.filter(search_name__contains=fold_name(word))
     return patients
 
 

@@ -1,10 +1,23 @@
 import datetime
+import unicodedata
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
+
+# Letters that Unicode does not split into a base letter and an accent.
+_UNSPLIT_LETTERS = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ð": "d", "ł": "l", "þ": "th", "ı": "i"}
+)
+
+
+def fold_name(text: str) -> str:
+    """Return TEXT in lower case without accents, so "Sørensen" reads "sorensen"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return bare.translate(_UNSPLIT_LETTERS)
 
 
 def normalize_email(address: str) -> str:
@@ -84,8 +97,10 @@ class Patient(models.Model):
 
     family_name = models.CharField(max_length=200, blank=True)
     given_names = models.CharField(max_length=200, blank=True)
-    # Lower-cased "family given", for sorting and searching by name.
+    # Lower-cased "family given", for sorting by name.
     sort_name = models.CharField(max_length=401, blank=True, db_index=True)
+    # "family given" folded by fold_name(), for searching without accents.
+    search_name = models.CharField(max_length=401, blank=True, db_index=True)
     birth_date = models.DateField(null=True, blank=True, db_index=True)
 
     email = models.CharField(max_length=320, blank=True)
@@ -158,6 +173,7 @@ class Patient(models.Model):
         self.family_name = family.strip()
         self.given_names = given.strip()
         self.sort_name = f"{self.family_name} {self.given_names}".strip().lower()
+        self.search_name = fold_name(self.sort_name)
 
     def age_on(self, day: datetime.date) -> int | None:
         if self.birth_date is None:
@@ -173,19 +189,22 @@ class Patient(models.Model):
         return self.user_id is not None
 
     def portal_state(self, latest_invitation=None) -> str:
-        """The one state staff see at a glance, from the most advanced fact known."""
+        """The one state staff see at a glance, from the most advanced fact known.
+
+        Without portal access nothing else counts: disabling access revokes
+        the invitations and deactivates the login.
+        """
+        if not self.portal_access:
+            return self.PortalState.NOT_ENABLED
         if self.last_login_at:
             return self.PortalState.LOGGED_IN
         if self.user_id:
             return self.PortalState.ACCOUNT_SET_UP
-        # Disabling access revokes the invitations, so they no longer count.
-        if latest_invitation is not None and self.portal_access:
+        if latest_invitation is not None:
             if latest_invitation.delivery_status == "failed":
                 return self.PortalState.INVITE_FAILED
             return self.PortalState.INVITED
-        if self.portal_access:
-            return self.PortalState.ENABLED
-        return self.PortalState.NOT_ENABLED
+        return self.PortalState.ENABLED
 
 
 class PatientIdentifier(models.Model):

@@ -147,8 +147,12 @@ def _sort_columns(sort: str) -> dict[str, dict[str, str]]:
 @require_GET
 def onboarding(request):
     form = PatientFilterForm(request.GET)
-    form.is_valid()  # Invalid fields are shown as errors and left out.
-    patients = filter_patients(form.cleaned_data)
+    # With an invalid filter the list stays empty, so that staff never act on
+    # patients chosen by only the valid part of the filters.
+    if form.is_valid():
+        patients = filter_patients(form.cleaned_data)
+    else:
+        patients = Patient.objects.none()
 
     counts = snapshot(patients)
 
@@ -330,7 +334,15 @@ def patient_access(request, pk: int):
     _require_permission(request, "patients.enable_portal_access")
     patient = _get_patient_for_user(request, pk)
 
-    enabled = request.POST.get("enabled") == "true"
+    choice = request.POST.get("enabled", "")
+    if choice not in ("true", "false"):
+        messages.error(
+            request,
+            f"{choice[:20]!r} is not a portal access choice. Use the Enable or "
+            "Disable button on this page.",
+        )
+        return redirect("patient-portal", pk=patient.pk)
+    enabled = choice == "true"
     try:
         set_access(patient, enabled, actor=request.user)
     except ValidationError as error:

@@ -279,6 +279,17 @@ def test_invalid_patient_id_is_named(front_desk_client):
     assert _messages(response) == ["'12x' is not a patient id."]
 
 
+@pytest.mark.parametrize("value", ["99999999999999999999", "²", "١٢", "0"])
+def test_out_of_range_patient_id_is_named(front_desk_client, value):
+    make_patient(family="Twelve")
+
+    response = _post(front_desk_client, {"action": "enable", "patient": [value]})
+
+    assert response.status_code == 302
+    assert _messages(response) == [f"{value!r} is not a patient id."]
+    assert not Patient.objects.filter(portal_access=True).exists()
+
+
 def test_unknown_scope_is_rejected(front_desk_client):
     patient = make_patient()
 

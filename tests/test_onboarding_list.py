@@ -149,6 +149,16 @@ def test_state_annotation_matches_model_method(db):
         assert patient.portal_state_value == patient.portal_state(latest), patient
 
 
+def test_state_without_access_is_not_enabled(db):
+    disabled = make_patient(given="Disabled", portal_access=False)
+    _give_account(disabled, "disabled-user", logged_in=NOW)
+
+    annotated = with_portal_state(Patient.objects.all()).get()
+
+    assert annotated.portal_state_value == Patient.PortalState.NOT_ENABLED
+    assert disabled.portal_state() == Patient.PortalState.NOT_ENABLED
+
+
 # Filters, one at a time
 
 
@@ -287,6 +297,44 @@ def test_reversed_appointment_range_is_an_error(front_desk_client):
     assert "Swap the two dates" in response.content.decode()
 
 
+def test_reversed_appointment_range_lists_nobody(clock, front_desk_client):
+    patient = make_patient()
+    _appointment(patient, NOW + datetime.timedelta(days=40))
+
+    response = _get(
+        front_desk_client,
+        appointment_after="2027-03-10",
+        appointment_before="2027-03-02",
+    )
+
+    assert _listed_ids(response) == []
+    assert response.context["counts"]["total"] == 0
+    assert "Correct the filters above" in response.content.decode()
+
+
+@pytest.mark.parametrize("field", ["appointment_after", "appointment_before"])
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_far_appointment_date_is_an_error(front_desk_client, field, day):
+    make_patient()
+
+    response = _get(front_desk_client, **{field: day})
+
+    assert _listed_ids(response) == []
+    assert "Enter a date between 1900-01-01 and 2199-12-31." in (
+        response.content.decode()
+    )
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "0", "-3", "²", "abc"])
+def test_invalid_tag_id_is_an_error(front_desk_client, value):
+    make_patient(tags=["Heart"])
+
+    response = _get(front_desk_client, tags=value)
+
+    assert _listed_ids(response) == []
+    assert response.context["form"].errors["tags"]
+
+
 def test_filter_by_portal_state(front_desk_client):
     invited = make_patient(given="Invited", portal_access=True)
     _invitation(invited)
@@ -358,6 +406,24 @@ def test_search_by_name_with_accents(front_desk_client):
     response = _get(front_desk_client, q="MÜLLER")
 
     assert _listed_ids(response) == [zoe.pk]
+
+
+@pytest.mark.parametrize(
+    ("family", "given", "typed"),
+    [
+        ("Moreau", "Léa", "lea"),
+        ("Sørensen", "Mette", "Sorensen"),
+        ("Nguyễn", "Thảo", "nguyen thao"),
+        ("Łukasiewicz", "Ærin", "lukasiewicz aerin"),
+    ],
+)
+def test_search_ignores_accents(front_desk_client, family, given, typed):
+    match = make_patient(family=family, given=given)
+    make_patient(family="Other", given="Person")
+
+    response = _get(front_desk_client, q=typed)
+
+    assert _listed_ids(response) == [match.pk]
 
 
 @pytest.mark.parametrize("text", ["1980-05-17", "05/17/1980", "5/17/1980"])

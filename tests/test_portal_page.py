@@ -244,6 +244,22 @@ def test_disable_access_revokes_invitation_and_login(
     assert response.context["state"] == "not_enabled"
 
 
+@pytest.mark.parametrize("choice", ["maybe", "", "TRUE"])
+def test_unknown_access_choice_changes_nothing(front_desk_client, choice):
+    patient = make_patient(portal_access=True)
+
+    response = front_desk_client.post(
+        reverse("patient-access", args=[patient.pk]), {"enabled": choice}, follow=True
+    )
+
+    patient.refresh_from_db()
+    assert patient.portal_access is True
+    assert "is not a portal access choice" in response.content.decode()
+    assert not AuditEvent.objects.filter(
+        action=AuditEvent.Action.DISABLE_ACCESS
+    ).exists()
+
+
 def test_enable_access_for_deceased_shows_reason(front_desk_client):
     patient = make_patient(deceased=True)
 
