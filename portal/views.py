@@ -9,6 +9,7 @@ import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.forms import SetPasswordForm
@@ -85,6 +86,8 @@ def portal_logout(request):
     if is_patient_user(request.user):
         record_patient_login(request.user, logged_out=True)
     auth_logout(request)
+    # Added after logout, which empties the session the message could be in.
+    messages.success(request, "You have logged out.")
     return redirect("portal-login")
 
 

@@ -26,7 +26,7 @@ def test_subject_names_the_practice(invitation):
     message = emails.invitation_email(invitation)
 
     assert message.subject == (
-        "Set up your Riverside Family Practice patient portal account"
+        "Riverside Family Practice: set up your patient portal account"
     )
 
 

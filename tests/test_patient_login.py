@@ -56,6 +56,15 @@ def test_logout_ends_session_and_audits(client, patient_with_account):
     assert home.status_code == 302
 
 
+def test_logout_says_so_on_login_page(client, patient_with_account):
+    log_in(client)
+
+    response = client.post(reverse("portal-logout"), follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("portal-login")
+    assert "You have logged out." in response.text
+
+
 def test_logout_needs_post(client, patient_with_account):
     log_in(client)
 
