@@ -17,8 +17,10 @@ from imports.records import (
     AppointmentRecord,
     PatientRecord,
     RecordError,
+    check_names,
     parse_date,
     parse_datetime,
+    read_birth_date,
 )
 
 PATIENT_REQUIRED = ("identifier", "family_name", "given_names", "birth_date")
@@ -35,6 +37,9 @@ APPOINTMENT_REQUIRED = ("identifier", "patient_identifier", "status", "start")
 APPOINTMENT_OPTIONAL = ("end", "practitioner", "practitioner_npi")
 
 TAG_SEPARATOR = ";"
+# A quoted field may contain line breaks, but a row that runs over more lines
+# than this is taken for a quote that was never closed.
+MAX_LINES_PER_ROW = 100
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -78,21 +83,8 @@ def patient_record(row: dict, location: Location) -> PatientRecord:
     record = PatientRecord(source_id=identifier[:200], location=location)
     record.family_name = row.get("family_name", "").strip()
     record.given_names = row.get("given_names", "").strip()
-
-    birth = row.get("birth_date", "").strip()
-    if not birth:
-        record.warnings.append(
-            "birth_date is empty; the patient cannot pass the date-of-birth check"
-        )
-    else:
-        parsed = parse_date(birth, "birth_date")
-        if parsed.is_full:
-            record.birth_date = parsed.first_day
-        else:
-            record.warnings.append(
-                "birth_date has only a year or month; the patient is imported "
-                "without a birth date and cannot pass the date-of-birth check"
-            )
+    check_names(record, "family_name", "given_names")
+    read_birth_date(row.get("birth_date", ""), "birth_date", record)
 
     record.email = row.get("email", "").strip()
     record.active = _flag(row.get("active", ""), "active")
@@ -144,12 +136,18 @@ def appointment_record(row: dict, location: Location) -> AppointmentRecord:
     return record
 
 
+class _RowTooLong(Exception):
+    """A row runs over more than MAX_LINES_PER_ROW lines."""
+
+
 class _Utf8Lines:
     """Decode a file line by line, so one bad line does not lose the others.
 
     Lines that are not UTF-8 go to ``problems.skip``. ``first_of_row`` is the
     number of the first line handed out since it was last reset, which is
-    where the csv module's next row starts.
+    where the csv module's next row starts. ``after_first`` is the byte offset
+    just after that line, where ``restart_after_first`` goes back to when the
+    row turns out to be broken.
     """
 
     def __init__(self, handle, path: Path, problems: Problems):
@@ -158,12 +156,20 @@ class _Utf8Lines:
         self.problems = problems
         self.number = 0
         self.first_of_row: int | None = None
+        self.after_first = 0
+        # Bad lines already reported, which a restart may read again.
+        self.reported: set[int] = set()
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
         while True:
+            if (
+                self.first_of_row is not None
+                and self.number - self.first_of_row + 1 >= MAX_LINES_PER_ROW
+            ):
+                raise _RowTooLong
             raw = next(self.handle)
             self.number += 1
             try:
@@ -173,23 +179,46 @@ class _Utf8Lines:
                     raise FileRejected(
                         "the header is not valid UTF-8; save the file as CSV UTF-8."
                     ) from None
-                self.problems.skip(
-                    Location(self.path, line=self.number),
-                    "line is not valid UTF-8; save the file as CSV UTF-8",
-                )
+                if self.number not in self.reported:
+                    self.reported.add(self.number)
+                    self.problems.record_read()
+                    self.problems.skip(
+                        Location(self.path, line=self.number),
+                        "line is not valid UTF-8; save the file as CSV UTF-8",
+                    )
                 continue
             if self.first_of_row is None:
                 self.first_of_row = self.number
+                self.after_first = self.handle.tell()
             return text
+
+    def restart_after_first(self) -> None:
+        """Read on from the line after the current row's first line."""
+        self.handle.seek(self.after_first)
+        self.number = self.first_of_row
+
+
+def _read_header(reader) -> list[str]:
+    """Return the normalized column names, or raise FileRejected."""
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise FileRejected(f"the header is not valid CSV ({error}).") from None
+    except _RowTooLong:
+        raise FileRejected(
+            f"the header is not valid CSV: a quote in it is not closed within "
+            f"{MAX_LINES_PER_ROW} lines."
+        ) from None
+    if not header:
+        raise FileRejected("empty file, no header row.")
+    return [_column_name(name) for name in header]
 
 
 def csv_kind(path: Path) -> str:
     """Return "patients" or "appointments" from the header, or raise FileRejected."""
     with path.open("rb") as handle:
-        header = next(csv.reader(_Utf8Lines(handle, path, Problems())), None)
-    if not header:
-        raise FileRejected("empty file, no header row.")
-    return _kind_of([_column_name(name) for name in header])
+        lines = _Utf8Lines(handle, path, Problems())
+        return _kind_of(_read_header(csv.reader(lines, strict=True)))
 
 
 def read_csv(
@@ -200,20 +229,15 @@ def read_csv(
     Each row is a dict keyed by normalized column name, for patient_record or
     appointment_record. Raises FileRejected when the header is missing or
     matches neither format. Rows that cannot be read go to ``problems.skip``
-    with their line number.
+    with their line number: rows that are not valid CSV, and rows with more or
+    fewer fields than the header.
     """
     handle = path.open("rb")
     try:
         lines = _Utf8Lines(handle, path, problems)
-        reader = csv.reader(lines)
-        header = next(reader, None)
-        if not header:
-            raise FileRejected("empty file, no header row.")
-        columns = [_column_name(name) for name in header]
+        reader = csv.reader(lines, strict=True)
+        columns = _read_header(reader)
         kind = _kind_of(columns)
-    except csv.Error as error:
-        handle.close()
-        raise FileRejected(f"the header is not valid CSV ({error}).") from None
     except FileRejected:
         handle.close()
         raise
@@ -235,17 +259,45 @@ def _rows(handle, lines, reader, columns, path, problems) -> Iterator:
                 values = next(reader)
             except StopIteration:
                 return
-            except csv.Error as error:
-                location = Location(path, line=lines.first_of_row or lines.number)
-                problems.skip(location, f"not valid CSV ({error})")
+            except (csv.Error, _RowTooLong) as error:
+                reader = _skip_broken_row(lines, error, path, problems)
                 continue
             location = Location(path, line=lines.first_of_row or lines.number)
             if not any(value.strip() for value in values):
                 continue
-            if len(values) > len(columns):
+            problems.record_read()
+            if len(values) != len(columns):
                 problems.skip(
                     location,
                     f"row has {len(values)} fields but the header has {len(columns)}",
                 )
                 continue
-            yield location, dict(zip(columns, values, strict=False))
+            yield location, dict(zip(columns, values, strict=True))
+
+
+def _skip_broken_row(lines, error, path, problems):
+    """Report a row the csv module could not read, and return a reader to go on.
+
+    A row that ran over several lines before it failed most likely has a
+    quote that is never closed. The lines after its first line are then read
+    again as rows of their own, so one stray quote loses only one row.
+    """
+    first = lines.first_of_row or lines.number
+    if isinstance(error, _RowTooLong):
+        reason = (
+            f"a quote opened in this row is not closed within {MAX_LINES_PER_ROW} "
+            "lines; the row is skipped and the next lines are read as rows"
+        )
+    elif lines.number > first:
+        reason = (
+            f"not valid CSV ({error}) in the row from this line to line "
+            f"{lines.number}, probably a quote that is not closed; the row is "
+            "skipped and the next lines are read as rows"
+        )
+    else:
+        reason = f"not valid CSV ({error})"
+    problems.record_read()
+    problems.skip(Location(path, line=first), reason)
+    if lines.number > first:
+        lines.restart_after_first()
+    return csv.reader(lines, strict=True)

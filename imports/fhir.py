@@ -7,6 +7,7 @@ is read line by line, so a file of any size is never held in memory.
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,22 @@ JSON_SUFFIXES = (".json",)
 
 # Reason texts longer than this are cut, so one bad line cannot flood the summary.
 MAX_DETAIL_CHARS = 200
+
+# Reasons for text that json.loads rejects although it may be well-formed.
+# Python's parser stops at arrays and objects nested about as deep as the
+# recursion limit (1000 by default), and at integers longer than
+# sys.get_int_max_str_digits() (4300 digits by default).
+TOO_DEEP = (
+    "arrays or objects are nested too deeply to read; no FHIR resource is "
+    "nested like this, so the data is damaged or is not FHIR"
+)
+
+
+def _too_long_number() -> str:
+    return (
+        f"a number has more than {sys.get_int_max_str_digits()} digits, "
+        "which cannot be read"
+    )
 
 
 @dataclass(frozen=True)
@@ -323,6 +340,10 @@ def resource_type_problem(resource) -> str | None:
     kind = resource.get("resourceType")
     if kind is None:
         return "not a FHIR resource (no resourceType), e.g. a bulk-export log line"
+    if isinstance(kind, list | dict):
+        # Described, not dumped, because json.dumps fails on deep nesting.
+        shape = "an array" if isinstance(kind, list) else "an object"
+        return f"resourceType is {shape}, not a FHIR resource type"
     if not isinstance(kind, str) or not _RESOURCE_TYPE.match(kind):
         return f"resourceType {json.dumps(kind)[:60]} is not a FHIR resource type"
     return None
@@ -359,6 +380,22 @@ class Problems:
 
     def file_version(self, label: str) -> None:
         """Note the FHIR version a file was read as."""
+
+    def record_read(self) -> None:
+        """Note one record (entry, line or row) looked at, used or skipped.
+
+        Not called for the entries of a file rejected as a whole.
+        """
+
+
+class _DeferredSkips(Problems):
+    """Skipped entries of one document, kept until the file as a whole is accepted."""
+
+    def __init__(self):
+        self.skipped = []
+
+    def skip(self, location: Location, reason: str) -> None:
+        self.skipped.append((location, reason))
 
 
 def _bundle_entries(document: dict, path: str, problems: Problems) -> Iterator[Entry]:
@@ -421,6 +458,10 @@ def _read_json_document(path: Path, problems: Problems) -> Iterator[Entry]:
         raise FileRejected(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}."
         ) from None
+    except RecursionError:
+        raise FileRejected(f"{TOO_DEEP}.") from None
+    except ValueError:
+        raise FileRejected(f"{_too_long_number()}.") from None
 
     problem = resource_type_problem(document)
     if problem:
@@ -428,8 +469,9 @@ def _read_json_document(path: Path, problems: Problems) -> Iterator[Entry]:
 
     vote = _VersionVote()
     vote.add(document)
+    deferred = _DeferredSkips()
     if document["resourceType"] == "Bundle":
-        entries = list(_bundle_entries(document, str(path), problems))
+        entries = list(_bundle_entries(document, str(path), deferred))
         for entry in entries:
             vote.add(entry.resource)
     else:
@@ -437,50 +479,63 @@ def _read_json_document(path: Path, problems: Problems) -> Iterator[Entry]:
     if vote.rejected:
         raise FileRejected(rejection_message(vote.rejected))
     problems.file_version(vote.label)
-    yield from entries
+    for location, reason in deferred.skipped:
+        problems.record_read()
+        problems.skip(location, reason)
+    for entry in entries:
+        problems.record_read()
+        yield entry
 
 
 def _read_ndjson(path: Path, problems: Problems) -> Iterator[Entry]:
     vote = _VersionVote()
     first_resource = True
     name = str(path)
+
+    def skip(location: Location, reason: str) -> None:
+        problems.record_read()
+        problems.skip(location, reason)
+
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             location = Location(name, line=number)
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
             except UnicodeDecodeError:
-                problems.skip(location, "line is not valid UTF-8")
+                skip(location, "line is not valid UTF-8")
                 continue
             if not text:
                 continue
             try:
                 resource = json.loads(text)
             except json.JSONDecodeError as error:
-                problems.skip(
-                    location, f"invalid JSON at column {error.colno}: {error.msg}"
-                )
+                skip(location, f"invalid JSON at column {error.colno}: {error.msg}")
+                continue
+            except RecursionError:
+                skip(location, TOO_DEEP)
+                continue
+            except ValueError:
+                skip(location, _too_long_number())
                 continue
             problem = resource_type_problem(resource)
             if problem:
-                problems.skip(location, problem)
+                skip(location, problem)
                 continue
             if resource["resourceType"] == "OperationOutcome":
-                problems.skip(location, describe_outcome(resource))
+                skip(location, describe_outcome(resource))
                 continue
 
             version, _ = detect_version(resource)
             if version is not None and version not in ACCEPTED_VERSIONS:
                 if first_resource:
                     raise FileRejected(rejection_message(version))
-                problems.skip(
-                    location, f"resource is FHIR {version}, which is not supported"
-                )
+                skip(location, f"resource is FHIR {version}, which is not supported")
                 continue
             if first_resource:
                 vote.add(resource)
                 problems.file_version(vote.label)
                 first_resource = False
+            problems.record_read()
             yield Entry(resource, location)
 
 

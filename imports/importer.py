@@ -16,9 +16,12 @@ with a savepoint per record, so a failing record is skipped whole and never
 undoes the others.
 """
 
+import errno
 import itertools
 import logging
 import math
+import os
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +63,9 @@ FHIR_SOURCE = "fhir"
 CSV_SOURCE = "csv"
 CSV_SUFFIX = ".csv"
 SECOND_PASS_TYPES = {"Appointment", "Group"}
+# Exceptions raised by reading a resource of an unexpected shape, such as a
+# number where FHIR has a list. Such a resource is skipped and the run goes on.
+SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError)
 
 
 @dataclass
@@ -81,6 +87,8 @@ class Importer(Problems):
         self.summary = Summary()
         self.store = Store(self.summary, run_id, timezone.now())
         self.sources_used: set[str] = set()
+        # What the run is doing, for the summary of a run that stops early.
+        self.stage = "starting"
         # Patient pk -> its generalPractitioner reference, resolved at the end.
         self.general_practitioners: dict[int, tuple[Reference, Location]] = {}
         # (source, patient reference) -> best Encounters, resolved at the end.
@@ -103,41 +111,59 @@ class Importer(Problems):
     def file_version(self, label: str) -> None:
         self.summary.fhir_versions[label] += 1
 
+    def record_read(self) -> None:
+        self.summary.records_read += 1
+
     # --- The run ---
 
     def run(self, paths: Iterable[str]) -> Summary:
-        """Import every file under ``paths`` and return the summary."""
+        """Import every file under ``paths`` and return the summary.
+
+        An unexpected exception propagates. ``self.stage`` then names the step
+        that failed and ``self.summary`` counts what was done before it. The
+        records saved in committed chunks stay saved.
+        """
+        self.stage = "looking for files"
         second_pass = []
         for path in self._discover(paths):
+            self.stage = f"reading {path}"
             if path.suffix.lower() == CSV_SUFFIX:
                 needs_second_pass = self._read_csv(path)
             else:
                 needs_second_pass = self._read_fhir(path)
             if needs_second_pass:
                 second_pass.append(path)
+        self.stage = "saving patients and practitioners"
         self._flush_practitioners()
         self._flush_patients()
 
         for path in second_pass:
+            self.stage = f"reading {path} for appointments and groups"
             if path.suffix.lower() == CSV_SUFFIX:
                 self._read_csv_appointments(path)
             else:
                 self._read_second_pass(path)
+        self.stage = "saving appointments and group tags"
         self._flush_appointments()
         self._flush_members()
 
+        self.stage = "setting primary providers"
         self._assign_providers()
-        self.summary.source = self.source_override or ", ".join(
-            sorted(self.sources_used)
-        )
+        self.summary.source = self.source_name()
         return self.summary
+
+    def source_name(self) -> str:
+        return self.source_override or ", ".join(sorted(self.sources_used))
 
     def _discover(self, paths: Iterable[str]) -> list[Path]:
         found = []
         for name in paths:
             path = Path(name)
-            if path.is_dir():
-                inside = sorted(p for p in path.rglob("*") if p.is_file())
+            problem = _link_problem(path)
+            if problem:
+                self.summary.file_not_imported(name, problem)
+            elif path.is_dir():
+                inside = sorted(self._files_under(path))
                 found += [p for p in inside if self._importable(p)]
             elif path.is_file():
                 if self._importable(path):
@@ -149,6 +175,58 @@ class Importer(Problems):
                     name, "no such file or folder; check the path"
                 )
         return found
+
+    def _files_under(self, folder: Path) -> list[Path]:
+        """Return the files in a folder and its subfolders, following links.
+
+        Broken links and link loops are reported. Each folder is read once,
+        however many links lead to it, so a loop cannot make the walk endless.
+        Folders reached without a link are read first, so that the report
+        names the links.
+        """
+        files = []
+        # (st_dev, st_ino) of every folder read -> the path it was read under.
+        read: dict[tuple[int, int], Path] = {}
+        folders, linked = [folder], []
+        while folders or linked:
+            directory = folders.pop() if folders else linked.pop()
+            try:
+                info = directory.stat()
+                children = sorted(directory.iterdir())
+            except OSError as error:
+                self.summary.file_not_imported(
+                    str(directory), f"folder could not be read: {error.strerror}"
+                )
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in read:
+                self.summary.file_not_imported(
+                    str(directory), _repeated_folder(directory, read[key])
+                )
+                continue
+            read[key] = directory
+            subfolders = []
+            for child in children:
+                problem = _link_problem(child)
+                if problem:
+                    self.summary.file_not_imported(str(child), problem)
+                    continue
+                try:
+                    if child.is_dir():
+                        subfolders.append(child)
+                    elif child.is_file():
+                        files.append(child)
+                    else:
+                        self.summary.file_not_imported(
+                            str(child), "not a regular file or folder"
+                        )
+                except OSError as error:
+                    self.summary.file_not_imported(
+                        str(child), f"could not be read: {error.strerror}"
+                    )
+            for child in reversed(subfolders):
+                (linked if child.is_symlink() else folders).append(child)
+        return files
 
     def _importable(self, path: Path) -> bool:
         suffix = path.suffix.lower()
@@ -172,7 +250,7 @@ class Importer(Problems):
         needs_second_pass = False
         try:
             for entry in read_fhir_file(path, self):
-                self.summary.records_read += 1
+                self.summary.records_used += 1
                 if entry.resource["resourceType"] in SECOND_PASS_TYPES:
                     needs_second_pass = True
                     continue
@@ -180,6 +258,9 @@ class Importer(Problems):
                     self._take_resource(source, entry)
                 except RecordError as error:
                     self.skip(entry.location, str(error))
+                except SHAPE_ERRORS as error:
+                    self._shape_error(entry, error)
+                self._flush_full_chunks()
         except FileRejected as error:
             self.summary.file_not_imported(str(path), str(error))
             return False
@@ -202,16 +283,10 @@ class Importer(Problems):
                     record.general_practitioner, entry.bundle_urls
                 )
             self.patients.append((source, record))
-            if len(self.patients) >= CHUNK_SIZE:
-                # Practitioners first, so a chunk's CSV names find them.
-                self._flush_practitioners()
-                self._flush_patients()
         elif kind == "Practitioner":
             self.practitioners.append(
                 practitioner_record(resource, entry.location, entry.full_url, now)
             )
-            if len(self.practitioners) >= CHUNK_SIZE:
-                self._flush_practitioners()
         elif kind == "PractitionerRole":
             self._remember_role(entry)
         elif kind == "Encounter":
@@ -220,6 +295,33 @@ class Importer(Problems):
             self.skip(entry.location, describe_outcome(resource))
         else:
             self.summary.other_resources[kind] += 1
+
+    def _shape_error(self, entry: Entry, error: Exception) -> None:
+        kind = entry.resource["resourceType"]
+        logger.warning(
+            "Import run %s: skipped a resource of type %s with an unexpected "
+            "shape (%s)",
+            self.run_id,
+            kind,
+            type(error).__name__,
+        )
+        self.skip(
+            entry.location,
+            f"{kind} has an element of an unexpected type or shape "
+            f"({type(error).__name__}); check it against the FHIR R4 {kind}",
+        )
+
+    def _flush_full_chunks(self) -> None:
+        if len(self.patients) >= CHUNK_SIZE:
+            # Practitioners first, so a chunk's CSV names find them.
+            self._flush_practitioners()
+            self._flush_patients()
+        if len(self.practitioners) >= CHUNK_SIZE:
+            self._flush_practitioners()
+        if len(self.appointments) >= CHUNK_SIZE:
+            self._flush_appointments()
+        if len(self.members) >= CHUNK_SIZE:
+            self._flush_members()
 
     def _remember_role(self, entry: Entry) -> None:
         practitioner = role_practitioner(entry.resource)
@@ -262,12 +364,15 @@ class Importer(Problems):
                 self.summary.files_read += 1
                 return True
             _, rows = csv_format.read_csv(path, self)
+            first_lines = {}
             for location, row in rows:
-                self.summary.records_read += 1
+                self.summary.records_used += 1
                 try:
                     record = csv_format.patient_record(row, location)
                 except RecordError as error:
                     self.skip(location, str(error))
+                    continue
+                if self._repeated_in_file(record.source_id, location, first_lines):
                     continue
                 self.patients.append((source, record))
                 if len(self.patients) >= CHUNK_SIZE:
@@ -288,12 +393,15 @@ class Importer(Problems):
         source = self._source(CSV_SOURCE)
         try:
             _, rows = csv_format.read_csv(path, self)
+            first_lines = {}
             for location, row in rows:
-                self.summary.records_read += 1
+                self.summary.records_used += 1
                 try:
                     record = csv_format.appointment_record(row, location)
                 except RecordError as error:
                     self.skip(location, str(error))
+                    continue
+                if self._repeated_in_file(record.source_id, location, first_lines):
                     continue
                 self.appointments.append((source, record))
                 if len(self.appointments) >= CHUNK_SIZE:
@@ -302,6 +410,26 @@ class Importer(Problems):
             self.summary.file_not_imported(
                 str(path), f"changed or vanished between the two passes: {error}"
             )
+
+    def _repeated_in_file(
+        self, identifier: str, location: Location, first_lines: dict[str, int]
+    ) -> bool:
+        """Skip a spreadsheet row whose identifier an earlier row already used.
+
+        Taking the later row would silently replace the earlier one, and
+        neither is known to be the right one. ``first_lines`` maps the
+        identifiers of the file's rows taken so far to their lines.
+        NOTE: it grows with the file's rows, about a hundred bytes each.
+        """
+        first = first_lines.setdefault(identifier, location.line)
+        if first == location.line:
+            return False
+        self.skip(
+            location,
+            f"identifier '{identifier}' is already used on line {first} of this "
+            "file; this row is skipped. Give each row its own identifier",
+        )
+        return True
 
     # --- Second pass ---
 
@@ -318,6 +446,9 @@ class Importer(Problems):
                         self._take_group(source, entry)
                 except RecordError as error:
                     self.skip(entry.location, str(error))
+                except SHAPE_ERRORS as error:
+                    self._shape_error(entry, error)
+                self._flush_full_chunks()
         except (FileRejected, OSError) as error:
             self.summary.file_not_imported(
                 str(path), f"changed or vanished between the two passes: {error}"
@@ -329,8 +460,6 @@ class Importer(Problems):
         if record.practitioner is not None:
             record.practitioner = local_key(record.practitioner, entry.bundle_urls)
         self.appointments.append((source, record))
-        if len(self.appointments) >= CHUNK_SIZE:
-            self._flush_appointments()
 
     def _take_group(self, source: str, entry: Entry) -> None:
         name, members = group_members(entry.resource)
@@ -339,8 +468,6 @@ class Importer(Problems):
                 continue
             local = local_key(reference, entry.bundle_urls)
             self.members.append((source, name, local, entry.location))
-            if len(self.members) >= CHUNK_SIZE:
-                self._flush_members()
 
     # --- Saving in chunks ---
 
@@ -356,6 +483,9 @@ class Importer(Problems):
 
         Returns False when the whole chunk was rolled back.
         """
+        # Counted once the chunk has committed, so a chunk rolled back by an
+        # error counts nothing.
+        outcomes = Counter()
         try:
             with transaction.atomic():
                 context = prepare(items) if prepare else None
@@ -366,8 +496,8 @@ class Importer(Problems):
                     except DatabaseError as error:
                         self._record_not_saved(item, label, error)
                         continue
-                    if tally is not None and outcome:
-                        setattr(tally, outcome, getattr(tally, outcome) + 1)
+                    if outcome:
+                        outcomes[outcome] += 1
         except DatabaseError as error:
             logger.error(
                 "Import run %s: a chunk of %d %s records was rolled back (%s)",
@@ -380,6 +510,9 @@ class Importer(Problems):
                 self.skip(_location_of(item), f"{label} not saved: its chunk failed")
             self.store.forget_run_keys()
             return False
+        if tally is not None:
+            for outcome, count in outcomes.items():
+                setattr(tally, outcome, getattr(tally, outcome) + count)
         return True
 
     def _record_not_saved(self, item, label: str, error: DatabaseError) -> None:
@@ -513,6 +646,40 @@ class Importer(Problems):
         for start in range(0, len(items), CHUNK_SIZE):
             with transaction.atomic():
                 self.store.set_providers(dict(items[start : start + CHUNK_SIZE]))
+
+
+def _link_problem(path: Path) -> str | None:
+    """Return why a symbolic link cannot be followed.
+
+    Return None for a link that can be followed and for a path that is no link.
+    """
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as error:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if error.errno == errno.ELOOP:
+            return (
+                f"is a link loop: it points to {target}, which leads back to it; "
+                "fix or remove the link"
+            )
+        if error.errno == errno.ENOENT:
+            return f"is a broken link: its target {target} does not exist"
+        return f"is a link that cannot be followed ({error.strerror})"
+    return None
+
+
+def _repeated_folder(directory: Path, first: Path) -> str:
+    if first == directory or first in directory.parents:
+        return (
+            f"is a link loop: it leads back to {first}, a folder above it, "
+            "which is read already; not read again"
+        )
+    return f"is a link to the same folder as {first}, which is read already"
 
 
 def _location_of(item) -> Location:

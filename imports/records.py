@@ -177,15 +177,21 @@ def choose_name(names) -> tuple[str, str]:
         candidates[0],
     )
 
+    for name in candidates:
+        if isinstance(name.get("family"), list):
+            raise RecordError(
+                "name.family is a list, as in FHIR DSTU2, which is not supported. "
+                "Export the data as FHIR R4 (STU3 is also accepted)"
+            )
     family = chosen.get("family") or ""
-    if isinstance(family, list):  # DSTU2 shape, seen in hand-made files
-        family = " ".join(str(part) for part in family)
+    if not isinstance(family, str):
+        raise RecordError("name.family is not a string")
     given = " ".join(
         str(part) for part in chosen.get("given") or [] if isinstance(part, str)
     )
     if not family and not given and isinstance(chosen.get("text"), str):
         family = chosen["text"]
-    return str(family).strip(), given.strip()
+    return family.strip(), given.strip()
 
 
 def choose_email(telecoms, now: datetime.datetime) -> str:
@@ -333,6 +339,66 @@ class EncounterFacts:
     participant: Reference | None
 
 
+# --- Patient checks, the same for FHIR and CSV ------------------------------------
+
+# Longest family name or given names accepted. A longer name is skipped rather
+# than cut, because a cut name is a wrong name.
+MAX_NAME_CHARS = 200
+
+
+def check_names(record: PatientRecord, family_field: str, given_field: str) -> None:
+    """Raise RecordError for a patient with no name or with a name too long.
+
+    An empty family name alone only adds a warning, because a patient may
+    have a single name, which is kept as given names.
+    """
+    for value, field_name in (
+        (record.family_name, family_field),
+        (record.given_names, given_field),
+    ):
+        if len(value) > MAX_NAME_CHARS:
+            raise RecordError(
+                f"{field_name} is {len(value):,} characters long; names of up to "
+                f"{MAX_NAME_CHARS} characters are accepted"
+            )
+    if not record.family_name and not record.given_names:
+        raise RecordError(
+            f"{family_field} and {given_field} are both empty; a patient needs "
+            "at least one name"
+        )
+    if not record.family_name:
+        record.warnings.append(
+            f"{family_field} is empty; the patient is imported with given names only"
+        )
+
+
+def read_birth_date(value, field_name: str, record: PatientRecord) -> None:
+    """Set the record's birth date, or raise RecordError if missing or in the future.
+
+    Invitations ask for the date of birth, so such a patient is not imported.
+    A year, or a year and month, is imported without a birth date and with a
+    warning.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise RecordError(
+            f"{field_name} is missing or empty; invitations ask for the date of "
+            "birth, so a patient needs one"
+        )
+    birth = parse_date(value, field_name)
+    if birth.first_day > timezone.localdate():
+        raise RecordError(f"{field_name} '{value.strip()}' is in the future")
+    if birth.is_full:
+        record.birth_date = birth.first_day
+    else:
+        record.warnings.append(
+            f"{field_name} has only a year or month; the patient is imported "
+            "without a birth date and cannot pass the date-of-birth check"
+        )
+
+
+# --- Resources to records -----------------------------------------------------------
+
+
 def patient_record(
     resource: dict, location: Location, full_url: str, now: datetime.datetime
 ) -> PatientRecord:
@@ -342,15 +408,8 @@ def patient_record(
     record = PatientRecord(source_id=source_id[:200], location=location)
 
     record.family_name, record.given_names = choose_name(resource.get("name"))
-    if "birthDate" in resource:
-        birth = parse_date(resource["birthDate"], "birthDate")
-        if birth.is_full:
-            record.birth_date = birth.first_day
-        else:
-            record.warnings.append(
-                "birthDate has only a year or month; the patient is imported "
-                "without a birth date and cannot pass the date-of-birth check"
-            )
+    check_names(record, "name.family", "name.given")
+    read_birth_date(resource.get("birthDate"), "birthDate", record)
 
     record.email = choose_email(resource.get("telecom"), now)
     record.active = resource.get("active") is not False

@@ -168,6 +168,7 @@ class Store:
         provider = context["providers"].get((record.provider_npi, record.provider_name))
 
         patient = self._matching_patient(source, record, context)
+        provider_before = patient.primary_provider_id if patient else None
         if patient is None:
             patient = Patient(source=source, source_id=record.source_id)
             self._apply_fields(patient, record, provider)
@@ -191,6 +192,8 @@ class Store:
             patient.save(update_fields=["updated_at"])
             outcome = "updated"
 
+        if provider is not None and provider != provider_before:
+            self.summary.providers_set += 1
         for warning in record.warnings:
             self.summary.warn(record.location, warning)
         if record.email and not is_valid_email(record.email):

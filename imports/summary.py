@@ -31,14 +31,18 @@ class Summary:
     files_read: int = 0
     files_not_imported: list[dict] = field(default_factory=list)
     fhir_versions: Counter = field(default_factory=Counter)
+    # Every bundle entry, NDJSON line and CSV row looked at, used or skipped
+    # (blank lines and rows are not records).
     records_read: int = 0
+    # Records that the readers passed on as resources or rows, valid or not.
+    records_used: int = 0
     patients: Tally = field(default_factory=Tally)
     practitioners: Tally = field(default_factory=Tally)
     appointments: Tally = field(default_factory=Tally)
     tags_created: int = 0
     tags_added: int = 0
-    # Patients whose primary provider was set or changed from
-    # generalPractitioner or Encounters, after all files were read.
+    # Patients whose primary provider was set or changed: by a spreadsheet
+    # row, or from generalPractitioner or Encounters after all files were read.
     providers_set: int = 0
     email_changes: int = 0
     invitations_revoked: int = 0
@@ -50,6 +54,8 @@ class Summary:
     skipped_count: int = 0
     warning_count: int = 0
     dangling_count: int = 0
+    # Why the run stopped before its end, if it did.
+    failed: str = ""
     _listed: Counter = field(default_factory=Counter)
 
     def _add(self, kind: str, items: list, location: Location | None, **fields):
@@ -77,7 +83,8 @@ class Summary:
 
     @property
     def nothing_read(self) -> bool:
-        return self.records_read == 0
+        """Whether no file yielded a resource or a row, readable or not."""
+        return self.records_used == 0
 
     def counts(self) -> dict:
         """Return the numbers only, as kept in the import's audit record."""
@@ -101,6 +108,7 @@ class Summary:
     def as_dict(self) -> dict:
         return {
             "source": self.source,
+            "failed": self.failed,
             **self.counts(),
             "fhir_versions": dict(sorted(self.fhir_versions.items())),
             "other_resources": dict(sorted(self.other_resources.items())),
@@ -111,8 +119,10 @@ class Summary:
         }
 
     def as_text(self) -> str:
-        lines = [
-            f"Source: {self.source}",
+        lines = [f"Source: {self.source}"]
+        if self.failed:
+            lines.append(f"Import stopped early: {self.failed}")
+        lines += [
             f"Files read: {self.files_read}"
             f" ({len(self.files_not_imported)} not imported)",
         ]

@@ -111,6 +111,88 @@ def test_usual_name_then_first(tmp_path):
     assert (other.family_name, other.given_names) == ("Łukasz", "Ó")
 
 
+def test_dstu2_family_list_skipped(tmp_path):
+    dstu2 = patient(id="p2", name=[{"use": "official", "family": ["Peters", "Smith"]}])
+    path = write_bundle(tmp_path / "b.json", [patient(id="p1"), dstu2])
+    summary = run_import(path)
+
+    assert list(Patient.objects.values_list("source_id", flat=True)) == ["p1"]
+    assert summary.skipped == [
+        {
+            "file": str(path),
+            "entry": 2,
+            "reason": "name.family is a list, as in FHIR DSTU2, which is not "
+            "supported. Export the data as FHIR R4 (STU3 is also accepted)",
+        }
+    ]
+
+
+def test_family_name_not_text_skipped(tmp_path):
+    path = write_ndjson(
+        tmp_path / "p.ndjson", [patient(name=[{"family": {"value": "Smith"}}])]
+    )
+    summary = run_import(path)
+
+    assert not Patient.objects.exists()
+    assert reasons(summary) == ["name.family is not a string"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        (
+            {"family": "x" * 5_000_000, "given": ["Lan"]},
+            "name.family is 5,000,000 characters long; names of up to 200 "
+            "characters are accepted",
+        ),
+        (
+            {"family": "Nguyen", "given": ["Thi", "y" * 197]},
+            "name.given is 201 characters long; names of up to 200 characters "
+            "are accepted",
+        ),
+    ],
+)
+def test_name_longer_than_200_characters_skipped(tmp_path, name, reason):
+    path = write_ndjson(
+        tmp_path / "p.ndjson", [patient(id="long", name=[name]), patient(id="ok")]
+    )
+    summary = run_import(path)
+
+    assert list(Patient.objects.values_list("source_id", flat=True)) == ["ok"]
+    assert reasons(summary) == [reason]
+
+
+def test_missing_names_skip_or_warn(tmp_path):
+    path = write_ndjson(
+        tmp_path / "p.ndjson",
+        [
+            patient(id="none", name=[{"use": "official", "family": " "}]),
+            patient(id="absent", name=None),
+            patient(id="single", name=[{"given": ["Lan"]}]),
+        ],
+    )
+    summary = run_import(path)
+
+    saved = Patient.objects.get()
+    assert (saved.source_id, saved.family_name, saved.given_names) == (
+        "single",
+        "",
+        "Lan",
+    )
+    assert [item["line"] for item in summary.skipped] == [1, 2]
+    assert set(reasons(summary)) == {
+        "name.family and name.given are both empty; a patient needs at least one name"
+    }
+    assert summary.warnings == [
+        {
+            "file": str(path),
+            "line": 3,
+            "reason": "name.family is empty; the patient is imported with given "
+            "names only",
+        }
+    ]
+
+
 def test_inactive_patient_imported_inactive(tmp_path):
     _, saved = _import_patient(tmp_path, patient(active=False))
 
@@ -167,6 +249,27 @@ def test_bad_birth_date_skips_patient(tmp_path):
             "(YYYY, YYYY-MM or YYYY-MM-DD)",
         }
     ]
+
+
+@pytest.mark.parametrize("birth_date", [None, "", "2999-01-01", "2999"])
+def test_missing_or_future_birth_date_skipped(tmp_path, birth_date):
+    resource = patient(id="bad")
+    if birth_date is None:
+        del resource["birthDate"]
+    else:
+        resource["birthDate"] = birth_date
+    path = write_ndjson(tmp_path / "Patient.ndjson", [patient(id="good"), resource])
+    summary = run_import(path)
+
+    assert list(Patient.objects.values_list("source_id", flat=True)) == ["good"]
+    assert summary.skipped[0]["line"] == 2
+    if birth_date:
+        assert reasons(summary) == [f"birthDate '{birth_date}' is in the future"]
+    else:
+        assert reasons(summary) == [
+            "birthDate is missing or empty; invitations ask for the date of "
+            "birth, so a patient needs one"
+        ]
 
 
 def test_patient_without_id_skipped_with_entry(tmp_path):
@@ -528,3 +631,33 @@ def test_conditional_reference_keeps_plus_sign(tmp_path):
 
     assert Patient.objects.get().primary_provider.fhir_id == "dr1"
     assert summary.dangling_count == 0
+
+
+# --- Resources of an unexpected shape ---
+
+
+def test_resource_of_unexpected_shape_skipped(tmp_path, caplog):
+    path = write_ndjson(
+        tmp_path / "export.ndjson",
+        [
+            patient(id="p1", identifier=5),
+            patient(id="p3"),
+            {
+                "resourceType": "Appointment",
+                "id": "a1",
+                "status": ["booked"],
+                "participant": [{"actor": {"reference": "Patient/p3"}}],
+            },
+            {"resourceType": "Group", "id": "g1", "name": "Cohort", "member": 7},
+        ],
+    )
+    summary = run_import(path)
+
+    assert list(Patient.objects.values_list("source_id", flat=True)) == ["p3"]
+    assert [item["line"] for item in summary.skipped] == [1, 3, 4]
+    assert reasons(summary)[0] == (
+        "Patient has an element of an unexpected type or shape (TypeError); "
+        "check it against the FHIR R4 Patient"
+    )
+    assert summary.records_read == 4
+    assert "Nguyen" not in caplog.text

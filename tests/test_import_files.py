@@ -6,9 +6,14 @@ import logging
 import tracemalloc
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
+from audit.models import AuditEvent
 from imports.fhir import Problems, read_fhir_file
+from imports.models import ImportRun
+from imports.services import import_patients
 from patients.models import Patient
 from tests.import_files import (
     patient,
@@ -139,6 +144,73 @@ def test_bad_ndjson_lines_skipped_with_line(tmp_path):
     assert summary.skipped[0]["reason"].startswith("invalid JSON at column")
     assert summary.skipped[1]["reason"] == "not a JSON object"
     assert "is not a FHIR resource type" in summary.skipped[2]["reason"]
+    # Every non-empty line counts, read or skipped.
+    assert summary.records_read == 5
+
+
+def test_deeply_nested_ndjson_line_skipped(tmp_path):
+    path = write_ndjson(
+        tmp_path / "Patient.ndjson",
+        [
+            patient(id="p1"),
+            "[" * 100_000 + "]" * 100_000,
+            '{"resourceType": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            '{"resourceType": "Patient", "id": 1' + "0" * 5000 + "}",
+            patient(id="p2"),
+        ],
+    )
+    summary = run_import(path)
+
+    assert sorted(Patient.objects.values_list("source_id", flat=True)) == ["p1", "p2"]
+    assert [item["line"] for item in summary.skipped] == [2, 3, 4]
+    assert reasons(summary)[0] == (
+        "arrays or objects are nested too deeply to read; no FHIR resource is "
+        "nested like this, so the data is damaged or is not FHIR"
+    )
+    assert reasons(summary)[1] == reasons(summary)[0]
+    assert reasons(summary)[2] == (
+        "a number has more than 4300 digits, which cannot be read"
+    )
+
+
+def test_resource_type_nested_deeply_skipped(tmp_path):
+    path = write_ndjson(
+        tmp_path / "Patient.ndjson",
+        ['{"resourceType": ' + "[" * 500 + "]" * 500 + "}", patient()],
+    )
+    summary = run_import(path)
+
+    assert Patient.objects.count() == 1
+    assert reasons(summary) == ["resourceType is an array, not a FHIR resource type"]
+
+
+def test_bundle_entries_counted_when_skipped(tmp_path):
+    entries = [{}, {"request": {"method": "DELETE", "url": "Patient/9"}}]
+    entries += [{"resource": patient(id=f"p{n}", birthDate="bad")} for n in range(3)]
+    entries += [{"resource": patient(id="good")}]
+    path = write_json(
+        tmp_path / "b.json",
+        {"resourceType": "Bundle", "type": "collection", "entry": entries},
+    )
+    summary = run_import(path)
+
+    assert summary.records_read == 6
+    assert summary.skipped_count == 5
+    assert summary.patients.created == 1
+    assert "Records read: 6\n" in summary.as_text()
+
+
+def test_rejected_file_entries_not_counted(tmp_path):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{}, {"resource": patient(fhirVersion="1.0.2")}],
+    }
+    summary = run_import(write_json(tmp_path / "b.json", bundle))
+
+    assert summary.records_read == 0
+    assert summary.skipped_count == 0
+    assert "FHIR DSTU2 is not supported" in summary.files_not_imported[0]["reason"]
 
 
 def test_invalid_utf8_line_skipped(tmp_path):
@@ -176,6 +248,40 @@ def test_invalid_json_document_rejected(tmp_path):
     assert "invalid JSON at line 1" in summary.files_not_imported[0]["reason"]
 
 
+def test_deeply_nested_json_file_not_imported(tmp_path):
+    write_json(tmp_path / "a_good.json", patient(id="a"))
+    deep = tmp_path / "b_deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    write_json(tmp_path / "c_good.json", patient(id="c"))
+    out = io.StringIO()
+    call_command("import_patients", str(tmp_path), stdout=out)
+
+    assert sorted(Patient.objects.values_list("source_id", flat=True)) == ["a", "c"]
+    run = ImportRun.objects.get()
+    assert run.finished_at is not None
+    assert run.summary["files_not_imported_list"] == [
+        {
+            "file": str(deep),
+            "reason": "arrays or objects are nested too deeply to read; no FHIR "
+            "resource is nested like this, so the data is damaged or is not FHIR.",
+        }
+    ]
+    assert f"{deep}: arrays or objects are nested too deeply" in out.getvalue()
+
+
+def test_overlong_number_rejects_json_file(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"resourceType": "Patient", "id": 1' + "0" * 5000 + "}")
+    summary = run_import(path)
+
+    assert summary.files_not_imported == [
+        {
+            "file": str(path),
+            "reason": "a number has more than 4300 digits, which cannot be read.",
+        }
+    ]
+
+
 def test_ndjson_named_json_is_read(tmp_path):
     path = write_ndjson(tmp_path / "export.json", [patient(id="a"), patient(id="b")])
     run_import(path)
@@ -191,6 +297,67 @@ def test_missing_path_named(tmp_path):
         {"file": str(missing), "reason": "no such file or folder; check the path"}
     ]
     assert Patient.objects.count() == 1
+
+
+# --- Links ---
+
+
+def test_broken_links_and_loops_reported(tmp_path):
+    folder = tmp_path / "export"
+    (folder / "sub").mkdir(parents=True)
+    write_json(folder / "sub" / "p.json", patient())
+    (folder / "dangling.json").symlink_to("nowhere.json")
+    (folder / "x.json").symlink_to("y.json")
+    (folder / "y.json").symlink_to("x.json")
+    (folder / "sub" / "up").symlink_to("..")
+    (folder / "again").symlink_to("sub")
+    summary = run_import(folder, folder / "dangling.json")
+
+    assert Patient.objects.count() == 1
+    assert summary.patients.created == 1
+    assert summary.files_not_imported == [
+        {
+            "file": str(folder / "dangling.json"),
+            "reason": "is a broken link: its target nowhere.json does not exist",
+        },
+        {
+            "file": str(folder / "x.json"),
+            "reason": "is a link loop: it points to y.json, which leads back to "
+            "it; fix or remove the link",
+        },
+        {
+            "file": str(folder / "y.json"),
+            "reason": "is a link loop: it points to x.json, which leads back to "
+            "it; fix or remove the link",
+        },
+        {
+            "file": str(folder / "sub" / "up"),
+            "reason": f"is a link loop: it leads back to {folder}, a folder above "
+            "it, which is read already; not read again",
+        },
+        {
+            "file": str(folder / "again"),
+            "reason": f"is a link to the same folder as {folder / 'sub'}, which "
+            "is read already",
+        },
+        {
+            "file": str(folder / "dangling.json"),
+            "reason": "is a broken link: its target nowhere.json does not exist",
+        },
+    ]
+
+
+def test_link_to_folder_outside_is_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_json(outside / "p.json", patient())
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "linked").symlink_to(outside)
+    summary = run_import(folder)
+
+    assert Patient.objects.count() == 1
+    assert summary.files_not_imported == []
 
 
 # --- Streaming ---
@@ -264,6 +431,84 @@ def test_command_succeeds_when_some_path_missing(tmp_path):
     )
 
     assert Patient.objects.count() == 1
+
+
+def _reject_provider_updates():
+    # The database rejects setting primary providers, the last step of a run,
+    # which the importer does not expect to fail.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TRIGGER reject_provider BEFORE UPDATE OF "
+            "primary_provider_id ON patients_patient "
+            "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END"
+        )
+
+
+def _patients_with_provider(tmp_path):
+    reference = {"reference": "Practitioner/dr1"}
+    return write_ndjson(
+        tmp_path / "export.ndjson",
+        [
+            practitioner(),
+            patient(id="p1", generalPractitioner=[reference]),
+            patient(id="p2", generalPractitioner=[reference]),
+        ],
+    )
+
+
+def test_unexpected_error_finishes_run(tmp_path, caplog):
+    _reject_provider_updates()
+    path = _patients_with_provider(tmp_path)
+
+    run, summary = import_patients([str(path)])
+
+    assert Patient.objects.count() == 2
+    assert Patient.objects.filter(primary_provider__isnull=False).count() == 0
+    run.refresh_from_db()
+    assert run.finished_at is not None
+    assert run.source == "fhir"
+    assert run.summary["failed"] == (
+        "an unexpected error (IntegrityError) while setting primary providers. "
+        "What was saved before it is kept"
+    )
+    assert run.summary["patients"] == {"created": 2, "updated": 0, "unchanged": 0}
+    event = AuditEvent.objects.get(action=AuditEvent.Action.IMPORT)
+    assert event.outcome == AuditEvent.Outcome.FAILURE
+    assert event.detail["patients"]["created"] == 2
+    assert (
+        f"Import run {run.pk} stopped: IntegrityError at "
+        f"{settings.BASE_DIR / 'imports' / 'store.py'}:"
+    ) in caplog.text
+    assert "rejected by test trigger" not in caplog.text
+
+
+def test_command_unexpected_error_one_line(tmp_path):
+    _reject_provider_updates()
+    path = _patients_with_provider(tmp_path)
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("import_patients", str(path), stdout=out)
+
+    run = ImportRun.objects.get()
+    assert str(raised.value) == (
+        f"Import run {run.pk} stopped early after an unexpected error "
+        "(IntegrityError) while setting primary providers. What was saved "
+        "before it is kept."
+    )
+    assert "Import stopped early: an unexpected error" in out.getvalue()
+    assert "Patients: 2 created, 0 updated, 0 unchanged" in out.getvalue()
+
+
+def test_run_without_error_is_not_failed(tmp_path):
+    run, summary = import_patients([str(_patients_with_provider(tmp_path))])
+
+    run.refresh_from_db()
+    assert run.summary["failed"] == ""
+    assert summary.providers_set == 2
+    assert "Import stopped early" not in summary.as_text()
+    event = AuditEvent.objects.get(action=AuditEvent.Action.IMPORT)
+    assert event.outcome == AuditEvent.Outcome.SUCCESS
 
 
 def test_source_option_keys_reimport(tmp_path):

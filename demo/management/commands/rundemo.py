@@ -147,6 +147,11 @@ class Command(BaseCommand):
 
         self.stdout.write("Importing it with import_patients ...")
         summary = setup.import_demo(export_dir)
+        if summary.failed:
+            raise CommandError(
+                f"Importing the demo practice stopped early: {summary.failed}. "
+                "Delete var/ and run make demo again; if it fails again, report it."
+            )
         self.stdout.write(
             f"  patients: {summary.patients.created} created, "
             f"{summary.patients.updated} updated, "

@@ -44,6 +44,10 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Import run {run.pk}")
             self.stdout.write(summary.as_text())
+        if summary.failed:
+            raise CommandError(
+                f"Import run {run.pk} stopped early after {summary.failed}."
+            )
         if summary.nothing_read:
             raise CommandError(
                 "Nothing was imported: no file yielded a record. Check the paths "
