@@ -5,6 +5,7 @@ the list's filters. For the second, the queryset is rebuilt on the server
 from the filter parameters, never from ids sent by the browser.
 """
 
+import datetime
 import logging
 import secrets
 
@@ -76,12 +77,21 @@ def new_idempotency_key() -> str:
     return secrets.token_urlsafe(24)
 
 
+# A confirmation page older than this is not resubmitted by a browser, so
+# its key no longer needs to be kept.
+KEY_KEPT_FOR = datetime.timedelta(days=7)
+
+
 def claim(key: str, user, action: str) -> BulkActionRequest | None:
     """Record that the confirmation with ``key`` is being carried out.
 
     Returns the new request, or None when that key was already claimed, in
-    which case the caller must not act again.
+    which case the caller must not act again. Finished requests older than
+    KEY_KEPT_FOR are deleted on the way.
     """
+    BulkActionRequest.objects.filter(
+        finished_at__isnull=False, created_at__lt=timezone.now() - KEY_KEPT_FOR
+    ).delete()
     try:
         with transaction.atomic():
             return BulkActionRequest.objects.create(

@@ -1,8 +1,11 @@
 """Bulk actions from the onboarding list: confirmation, scope, result, repeat."""
 
+import datetime
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from audit.models import AuditEvent
@@ -409,3 +412,26 @@ def test_more_ids_than_a_page_are_rejected(front_desk_client, settings):
         "Use “Select all patients matching the filters” instead."
     ]
     assert not Patient.objects.filter(portal_access=True).exists()
+
+
+def test_old_finished_keys_are_deleted(front_desk_client, front_desk):
+    patient = make_patient(portal_access=True, email="old@example.org")
+    old = BulkActionRequest.objects.create(
+        idempotency_key="old-key",
+        user=front_desk,
+        action="enable",
+        created_at=timezone.now() - datetime.timedelta(days=8),
+        finished_at=timezone.now() - datetime.timedelta(days=8),
+    )
+    recent = BulkActionRequest.objects.create(
+        idempotency_key="recent-key",
+        user=front_desk,
+        action="enable",
+        finished_at=timezone.now(),
+    )
+
+    _confirm(front_desk_client, {"action": "invite", "patient": [patient.pk]})
+
+    assert not BulkActionRequest.objects.filter(pk=old.pk).exists()
+    assert BulkActionRequest.objects.filter(pk=recent.pk).exists()
+    assert BulkActionRequest.objects.filter(idempotency_key="key-1").exists()
