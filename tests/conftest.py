@@ -27,14 +27,21 @@ def make_patient(
     family="Doe",
     given="Jane",
     birth_date=datetime.date(1980, 5, 17),
-    email="jane.doe@example.org",
+    email=None,
     **fields,
 ) -> Patient:
-    """Create a patient directly, as an import would, with sensible defaults."""
+    """Create a patient directly, as an import would, with sensible defaults.
+
+    Without an EMAIL each patient gets an address of their own, so that the
+    shared-address safety check applies only where a test shares one.
+    """
+    number = next(_sequence)
+    if email is None:
+        email = f"patient{number}@example.org"
     tags = fields.pop("tags", [])
     patient = Patient(
         source=fields.pop("source", "test"),
-        source_id=fields.pop("source_id", f"p{next(_sequence)}"),
+        source_id=fields.pop("source_id", f"p{number}"),
         birth_date=birth_date,
         **fields,
     )

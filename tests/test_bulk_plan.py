@@ -4,11 +4,11 @@ from tests.conftest import make_patient
 
 
 def test_plan_groups_skips_by_reason(db):
-    make_patient(email="", portal_access=True)
-    make_patient(email="not-an-address", portal_access=True)
-    make_patient(deceased=True, portal_access=True)
-    make_patient(portal_access=False)
-    make_patient(portal_access=True)
+    make_patient(given="A", email="", portal_access=True)
+    make_patient(given="B", email="not-an-address", portal_access=True)
+    make_patient(given="C", deceased=True, portal_access=True)
+    make_patient(given="D", portal_access=False)
+    make_patient(given="E", portal_access=True)
 
     result = bulk.plan(Patient.objects.all(), bulk.INVITE)
 
@@ -22,9 +22,9 @@ def test_plan_groups_skips_by_reason(db):
 
 
 def test_plan_for_enable_skips_enabled_and_deceased(db):
-    make_patient(portal_access=True)
-    make_patient(deceased=True)
-    make_patient()
+    make_patient(given="A", portal_access=True)
+    make_patient(given="B", deceased=True)
+    make_patient(given="C")
 
     result = bulk.plan(Patient.objects.all(), bulk.ENABLE)
 

@@ -14,10 +14,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 CREATE_INVITATIONS = """
+import datetime
 from patients.models import Patient
 from invitations.services import send_invitations
 for number, address in enumerate(["ada@example.org", "bo@example.org"]):
-    patient = Patient(source="test", source_id=str(number), portal_access=True)
+    patient = Patient(
+        source="test",
+        source_id=str(number),
+        portal_access=True,
+        birth_date=datetime.date(1970 + number, 1, 2),
+    )
     patient.set_name("Okonkwo", "Adaeze")
     patient.set_email(address)
     patient.save()

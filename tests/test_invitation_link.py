@@ -201,7 +201,9 @@ def test_dead_link_shows_no_longer_works(client, patient, kind):
 def test_dead_links_all_look_the_same(db):
     seen = {}
     for number, (kind, make_token) in enumerate(DEAD_LINKS.items()):
-        patient = make_patient(email=f"dead{number}@example.org", portal_access=True)
+        patient = make_patient(
+            given=f"Dead{number}", email=f"dead{number}@example.org", portal_access=True
+        )
         responses = _dead_link_responses(Client(), make_token(patient))
         seen[kind] = [
             (
@@ -337,7 +339,9 @@ def test_birth_date_guessing_is_limited_per_address(client, db, settings):
     settings.PATIENT_ATTEMPT_LIMIT = 3
     settings.INVITATION_MAX_DOB_ATTEMPTS = 100
     patients = [
-        make_patient(email=f"guess{n}@example.org", portal_access=True)
+        make_patient(
+            given=f"Guess{n}", email=f"guess{n}@example.org", portal_access=True
+        )
         for n in range(2)
     ]
     first, second = (make_invitation(patient) for patient in patients)

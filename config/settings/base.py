@@ -181,6 +181,14 @@ INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 14, minimum=1)
 # A patient invited less than this many days ago, with that invitation still
 # valid, is skipped by a bulk "Send Portal Invite(s)".
 INVITATION_RESEND_AFTER_DAYS = env_int("INVITATION_RESEND_AFTER_DAYS", 3)
+# Safety checks before enabling access or inviting. Ages are counted on the
+# day of the action: below AGE_OF_MAJORITY a patient is skipped unless a user
+# with the override permission includes them, and below OWN_ACCOUNT_MIN_AGE
+# a patient can never be invited to an own account.
+AGE_OF_MAJORITY = env_int("AGE_OF_MAJORITY", 18, minimum=1)
+OWN_ACCOUNT_MIN_AGE = env_int("OWN_ACCOUNT_MIN_AGE", 12, minimum=0)
+# Days after an email change during which the new address needs an override.
+EMAIL_CHANGE_HOLD_DAYS = env_int("EMAIL_CHANGE_HOLD_DAYS", 14)
 INVITATION_MAX_DOB_ATTEMPTS = env_int("INVITATION_MAX_DOB_ATTEMPTS", 5, minimum=1)
 # Date-of-birth checks, and forgot-password or forgot-username requests, that
 # one client address may make per window; more get 429 until the window ends.
