@@ -24,6 +24,7 @@ class AuditEvent(models.Model):
         EMAIL_CHANGE = "email_change", "Email address changed"
         PASSWORD_RESET = "password_reset", "Password reset"
         USERNAME_REMINDER = "username_reminder", "Username reminder"
+        OVERRIDE = "override", "Safety check overridden"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"

@@ -112,26 +112,20 @@ def send_invitations(patients, *, actor) -> bulk.Plan:
 
 
 @transaction.atomic
-def send_invitation(patient: Patient, *, actor) -> Invitation:
+def send_invitation(patient: Patient, *, actor, override: str = "") -> Invitation:
     """Invite one patient from their portal page, replacing any pending invitation.
 
-    Raises ValueError with the reason when the patient cannot be invited.
+    Raises bulk.SafetyCheckFailed with the reason when the patient cannot be
+    invited. OVERRIDE, a reason typed by a user with the override permission,
+    sets aside an overridable check.
     """
     now = timezone.now()
-    row = (
-        bulk.annotate_reason(
-            Patient.objects.select_for_update().filter(pk=patient.pk),
-            bulk.INVITE,
-            now,
-            allow_resend=True,
-        )
-        .values("skip_reason", "email")
-        .get()
+    bulk.pass_safety_check(
+        patient.pk, bulk.INVITE, actor=actor, override=override, allow_resend=True
     )
-    if row["skip_reason"] != bulk.ELIGIBLE:
-        raise ValueError(bulk.SKIP_REASONS[row["skip_reason"]])
+    email = Patient.objects.values_list("email", flat=True).get(pk=patient.pk)
     _supersede_pending([patient.pk])
-    invitation = _new_invitation(patient.pk, row["email"], actor, now)
+    invitation = _new_invitation(patient.pk, email, actor, now)
     invitation.save()
     record(
         AuditEvent.Action.INVITE,

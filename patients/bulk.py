@@ -23,6 +23,8 @@ from django.db.models import (
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import record
 from invitations.models import Invitation
 from patients.models import Patient, Practitioner
 
@@ -52,7 +54,6 @@ SKIP_REASONS = {
 
 # Reasons a user with the override permission may set aside for one patient,
 # with a reason. The others make the action impossible or pointless.
-# NOTE: the override itself is not built yet, so for now every reason skips.
 OVERRIDABLE = frozenset(
     {
         "minor",
@@ -65,6 +66,9 @@ OVERRIDABLE = frozenset(
 )
 
 ELIGIBLE = "eligible"
+
+OVERRIDE_PERMISSION = "patients.override_safety_check"
+OVERRIDE_REASON_MAX = 500
 
 
 @dataclass
@@ -181,6 +185,68 @@ def annotate_reason(
         raise ValueError(f"Unknown bulk action {action!r}; use one of {list(ACTIONS)}.")
     return patients.annotate(
         skip_reason=Case(*whens, default=Value(ELIGIBLE), output_field=CharField())
+    )
+
+
+def skip_reason(
+    patient_id: int,
+    action: str,
+    now: datetime.datetime | None = None,
+    *,
+    allow_resend: bool = False,
+    lock: bool = False,
+) -> str:
+    """Return one patient's skip reason for ACTION, or ELIGIBLE.
+
+    LOCK selects the row FOR UPDATE, for a caller that acts on the result.
+    """
+    patients = Patient.objects.filter(pk=patient_id)
+    if lock:
+        patients = patients.select_for_update()
+    annotated = annotate_reason(patients, action, now, allow_resend=allow_resend)
+    return annotated.values_list("skip_reason", flat=True).get()
+
+
+class SafetyCheckFailed(ValueError):
+    """Raised when a safety check skips the patient; the message is its label."""
+
+    def __init__(self, reason: str):
+        super().__init__(SKIP_REASONS[reason])
+        self.reason = reason
+
+    @property
+    def overridable(self) -> bool:
+        return self.reason in OVERRIDABLE
+
+
+def pass_safety_check(
+    patient_id: int, action: str, *, actor, override: str = "", **options
+) -> None:
+    """Check one patient before ACTION, or raise SafetyCheckFailed.
+
+    With OVERRIDE, the reason typed by an ACTOR who has the override
+    permission, an overridable check is set aside and the override is
+    audited. The caller runs this inside the transaction of the action.
+    """
+    reason = skip_reason(patient_id, action, lock=True, **options)
+    if reason == ELIGIBLE:
+        return
+    override = override.strip()
+    may_override = (
+        override
+        and reason in OVERRIDABLE
+        and actor is not None
+        and actor.has_perm(OVERRIDE_PERMISSION)
+    )
+    if not may_override:
+        raise SafetyCheckFailed(reason)
+    record(
+        AuditEvent.Action.OVERRIDE,
+        actor=actor,
+        patient=Patient.objects.get(pk=patient_id),
+        attempted=action,
+        check=reason,
+        reason=override[:OVERRIDE_REASON_MAX],
     )
 
 

@@ -76,13 +76,25 @@ def enable_access(patients, *, actor) -> bulk.Plan:
 
 
 @transaction.atomic
-def set_access(patient: Patient, enabled: bool, *, actor) -> None:
-    """Enable or disable one patient's portal access from their portal page."""
+def set_access(patient: Patient, enabled: bool, *, actor, override: str = "") -> None:
+    """Enable or disable one patient's portal access from their portal page.
+
+    Enabling runs the safety checks and raises ValidationError with the
+    reason a check failed. OVERRIDE, a reason typed by a user with the
+    override permission, sets aside an overridable check.
+    """
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     if patient.portal_access == enabled:
         return
-    if enabled and patient.deceased:
-        raise ValidationError("Portal access cannot be enabled for a deceased patient.")
+    if enabled:
+        try:
+            bulk.pass_safety_check(
+                patient.pk, bulk.ENABLE, actor=actor, override=override
+            )
+        except bulk.SafetyCheckFailed as error:
+            raise ValidationError(
+                f"Portal access was not enabled: {error}.", code=error.reason
+            ) from None
     patient.portal_access = enabled
     patient.portal_access_changed_at = timezone.now()
     patient.save(update_fields=["portal_access", "portal_access_changed_at"])

@@ -262,15 +262,18 @@ def _report_earlier_request(request, key: str) -> None:
 # A patient's portal page
 
 
-def _invite_blocked_reason(patient: Patient) -> str | None:
-    reason = (
-        bulk.annotate_reason(
-            Patient.objects.filter(pk=patient.pk), bulk.INVITE, allow_resend=True
-        )
-        .values_list("skip_reason", flat=True)
-        .get()
-    )
-    return None if reason == bulk.ELIGIBLE else bulk.SKIP_REASONS[reason]
+def _blocked_reason(patient: Patient, action: str) -> str | None:
+    """Return the key of the safety check that stops ACTION for one patient."""
+    reason = bulk.skip_reason(patient.pk, action, allow_resend=True)
+    return None if reason == bulk.ELIGIBLE else reason
+
+
+def _override_text(request) -> str:
+    """Return the typed override reason, after checking the permission for it."""
+    text = request.POST.get("override", "").strip()
+    if text:
+        _require_permission(request, bulk.OVERRIDE_PERMISSION)
+    return text
 
 
 def _render_portal_page(request, patient: Patient, username_form=None, status=200):
@@ -283,6 +286,10 @@ def _render_portal_page(request, patient: Patient, username_form=None, status=20
     )
     audit_events = patient.audit_events.all()
     state = patient.portal_state(invitations[0] if invitations else None)
+    invite_blocked = _blocked_reason(patient, bulk.INVITE)
+    enable_blocked = (
+        None if patient.portal_access else _blocked_reason(patient, bulk.ENABLE)
+    )
 
     context = {
         "patient": patient,
@@ -293,7 +300,13 @@ def _render_portal_page(request, patient: Patient, username_form=None, status=20
         "appointments": upcoming,
         "audit_events": audit_events[:AUDIT_EVENTS_SHOWN],
         "audit_events_total": audit_events.count(),
-        "invite_blocked_reason": _invite_blocked_reason(patient),
+        "invite_blocked": invite_blocked,
+        "invite_blocked_reason": bulk.SKIP_REASONS.get(invite_blocked),
+        "enable_blocked": enable_blocked,
+        "enable_blocked_reason": bulk.SKIP_REASONS.get(enable_blocked),
+        "overridable": bulk.OVERRIDABLE,
+        "can_override": request.user.has_perm(bulk.OVERRIDE_PERMISSION),
+        "override_max": bulk.OVERRIDE_REASON_MAX,
         "username_form": username_form or UsernameForm(),
         "can_enable": request.user.has_perm("patients.enable_portal_access"),
         "can_invite": request.user.has_perm("patients.send_portal_invitation"),
@@ -343,8 +356,9 @@ def patient_access(request, pk: int):
         )
         return redirect("patient-portal", pk=patient.pk)
     enabled = choice == "true"
+    override = _override_text(request)
     try:
-        set_access(patient, enabled, actor=request.user)
+        set_access(patient, enabled, actor=request.user, override=override)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -365,9 +379,10 @@ def patient_invite(request, pk: int):
     _require_permission(request, "patients.send_portal_invitation")
     patient = _get_patient_for_user(request, pk)
 
+    override = _override_text(request)
     try:
-        send_one_invitation(patient, actor=request.user)
-    except ValueError as error:
+        send_one_invitation(patient, actor=request.user, override=override)
+    except bulk.SafetyCheckFailed as error:
         messages.error(request, f"No invitation was sent: {error}.")
     else:
         messages.success(

@@ -267,9 +267,7 @@ def test_enable_access_for_deceased_shows_reason(front_desk_client):
         reverse("patient-access", args=[patient.pk]), {"enabled": "true"}
     )
 
-    assert _messages(response) == [
-        "Portal access cannot be enabled for a deceased patient."
-    ]
+    assert _messages(response) == ["Portal access was not enabled: Deceased."]
     patient.refresh_from_db()
     assert patient.portal_access is False
 
@@ -330,4 +328,4 @@ def test_page_explains_why_invite_is_disabled(front_desk_client):
 
     page = front_desk_client.get(_page_url(patient)).content.decode()
 
-    assert "Cannot invite: No email address." in page
+    assert "Skipped by a safety check: No email address." in page
