@@ -52,6 +52,22 @@ SKIP_REASONS = {
     "recently_invited": "Invited in the last few days (link still valid)",
 }
 
+# The reasons that come from the safety checks, which the list can filter by.
+SKIP_REASONS_SAFETY = {
+    reason: SKIP_REASONS[reason]
+    for reason in (
+        "no_email",
+        "invalid_email",
+        "no_birth_date",
+        "child",
+        "minor",
+        "shared_email",
+        "email_changed",
+        "delivery_failed",
+        "possible_duplicate",
+    )
+}
+
 # Reasons a user with the override permission may set aside for one patient,
 # with a reason. The others make the action impossible or pointless.
 OVERRIDABLE = frozenset(
@@ -106,8 +122,13 @@ def years_before(day: datetime.date, years: int) -> datetime.date:
         return day.replace(year=day.year - years, day=28)
 
 
-def _safety_whens(now: datetime.datetime) -> list[When]:
-    """Return the checks shared by both actions, after the action's own."""
+def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
+    """Return each safety check as a condition on Patient, in checking order.
+
+    Each condition holds on its own, so the list can filter by it. A
+    patient skipped by an action counts under the first that applies, which
+    is why "minor" there means from OWN_ACCOUNT_MIN_AGE up to the majority.
+    """
     today = timezone.localdate(now)
     other_patient = Patient.objects.filter(
         email_normalized=OuterRef("email_normalized")
@@ -124,22 +145,37 @@ def _safety_whens(now: datetime.datetime) -> list[When]:
         search_name=OuterRef("search_name"), birth_date=OuterRef("birth_date")
     ).exclude(pk=OuterRef("pk"))
     changed_since = now - datetime.timedelta(days=settings.EMAIL_CHANGE_HOLD_DAYS)
+    return {
+        "no_email": Q(email=""),
+        "invalid_email": ~Q(email="") & Q(email_valid=False),
+        "no_birth_date": Q(birth_date__isnull=True),
+        "child": Q(birth_date__gt=years_before(today, settings.OWN_ACCOUNT_MIN_AGE)),
+        "minor": Q(birth_date__gt=years_before(today, settings.AGE_OF_MAJORITY)),
+        "shared_email": ~Q(email_normalized="")
+        & (Q(Exists(other_patient)) | Q(Exists(practitioner))),
+        "email_changed": Q(email_changed_at__gte=changed_since),
+        "delivery_failed": Q(Exists(failed_delivery)),
+        "possible_duplicate": ~Q(search_name="") & Q(Exists(twin)),
+    }
+
+
+def turning_adult(now: datetime.datetime, within_days: int) -> Q:
+    """Return the condition for minors who reach the majority within WITHIN_DAYS."""
+    today = timezone.localdate(now)
+    majority = settings.AGE_OF_MAJORITY
+    return Q(
+        birth_date__gt=years_before(today, majority),
+        birth_date__lte=years_before(
+            today + datetime.timedelta(days=within_days), majority
+        ),
+    )
+
+
+def _safety_whens(now: datetime.datetime) -> list[When]:
+    """Return the checks shared by both actions, after the action's own."""
     return [
-        When(email="", then=Value("no_email")),
-        When(email_valid=False, then=Value("invalid_email")),
-        When(birth_date__isnull=True, then=Value("no_birth_date")),
-        When(
-            birth_date__gt=years_before(today, settings.OWN_ACCOUNT_MIN_AGE),
-            then=Value("child"),
-        ),
-        When(
-            birth_date__gt=years_before(today, settings.AGE_OF_MAJORITY),
-            then=Value("minor"),
-        ),
-        When(Exists(other_patient) | Exists(practitioner), then=Value("shared_email")),
-        When(email_changed_at__gte=changed_since, then=Value("email_changed")),
-        When(Exists(failed_delivery), then=Value("delivery_failed")),
-        When(~Q(search_name="") & Exists(twin), then=Value("possible_duplicate")),
+        When(condition, then=Value(reason))
+        for reason, condition in safety_conditions(now).items()
     ]
 
 

@@ -10,6 +10,7 @@ import datetime
 import re
 
 from django import forms
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import (
     Case,
@@ -26,6 +27,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from invitations.models import Invitation
+from patients import bulk
 from patients.models import Appointment, Patient, Practitioner, Tag, fold_name
 
 ANY_YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
@@ -116,6 +118,12 @@ class PatientFilterForm(forms.Form):
         choices=[("", "Any"), *State.choices],
         required=False,
     )
+    check = forms.ChoiceField(
+        label="Safety check",
+        choices=lambda: _check_choices(),
+        required=False,
+        help_text="Patients a bulk action would skip for this reason.",
+    )
     appointment_after = _appointment_date("Appointment scheduled after")
     appointment_before = _appointment_date("Appointment scheduled before")
 
@@ -147,6 +155,21 @@ class PatientFilterForm(forms.Form):
                 if value != "":
                     pairs.append((name, value))
         return pairs
+
+
+# The "turns 18 soon" choice of the safety check filter looks this far ahead.
+TURNING_ADULT_DAYS = 30
+
+
+def _check_choices() -> list[tuple[str, str]]:
+    return [
+        ("", "Any"),
+        *bulk.SKIP_REASONS_SAFETY.items(),
+        (
+            "turning_adult",
+            f"Turns {settings.AGE_OF_MAJORITY} in the next {TURNING_ADULT_DAYS} days",
+        ),
+    ]
 
 
 def parse_birth_date(text: str) -> datetime.date:
@@ -255,6 +278,14 @@ def filter_patients(data, patients=None):
             next_day = before + datetime.timedelta(days=1)
             scheduled = scheduled.filter(start__lt=_start_of_day(next_day))
         patients = patients.filter(Exists(scheduled))
+
+    if data.get("check") == "turning_adult":
+        patients = patients.filter(
+            bulk.turning_adult(timezone.now(), TURNING_ADULT_DAYS)
+        )
+    elif data.get("check"):
+        conditions = bulk.safety_conditions(timezone.now())
+        patients = patients.filter(conditions[data["check"]])
 
     if data.get("state"):
         patients = patients.alias(

@@ -96,7 +96,7 @@ def test_list_marks_invalid_email(front_desk_client):
     page = _get(front_desk_client).content.decode()
 
     assert "not-an-address" in page
-    assert "not valid" in page
+    assert '<span class="marker-invalid">not valid</span>' in page
 
 
 def test_list_leaves_blank_columns_blank(front_desk_client):
@@ -105,7 +105,7 @@ def test_list_leaves_blank_columns_blank(front_desk_client):
     page = _get(front_desk_client).content.decode()
 
     assert "<td>Yes</td>" not in page
-    assert "not valid" not in page
+    assert "marker-invalid" not in page
 
 
 def test_state_badge_for_each_portal_state(front_desk_client):
@@ -333,6 +333,65 @@ def test_invalid_tag_id_is_an_error(front_desk_client, value):
 
     assert _listed_ids(response) == []
     assert response.context["form"].errors["tags"]
+
+
+@pytest.mark.parametrize(
+    ("check", "fields"),
+    [
+        ("no_email", {"email": ""}),
+        ("invalid_email", {"email": "not an address"}),
+        ("email_changed", {"email_changed_at": NOW - datetime.timedelta(days=2)}),
+        ("minor", {"birth_date": datetime.date(2012, 1, 1)}),
+    ],
+)
+def test_filter_by_safety_check(clock, front_desk_client, check, fields):
+    match = make_patient(given="Match", **fields)
+    make_patient(given="Other")
+
+    response = _get(front_desk_client, check=check)
+
+    assert _listed_ids(response) == [match.pk]
+
+
+def test_filter_by_shared_email(clock, front_desk_client):
+    first = make_patient(given="First", email="home@example.org")
+    second = make_patient(given="Second", email="HOME@example.org")
+    make_patient(given="Alone", email="alone@example.org")
+
+    response = _get(front_desk_client, check="shared_email")
+
+    assert sorted(_listed_ids(response)) == sorted([first.pk, second.pk])
+
+
+def test_filter_minor_includes_children(clock, front_desk_client):
+    child = make_patient(given="Child", birth_date=datetime.date(2022, 1, 1))
+    teen = make_patient(given="Teen", birth_date=datetime.date(2012, 1, 1))
+    make_patient(given="Adult")
+
+    response = _get(front_desk_client, check="minor")
+
+    assert sorted(_listed_ids(response)) == sorted([child.pk, teen.pk])
+
+
+def test_filter_turns_adult_within_30_days(clock, front_desk_client):
+    # NOW is 2027-03-01, so 18th birthdays up to 2027-03-31 are within 30 days.
+    soon = make_patient(given="Soon", birth_date=datetime.date(2009, 3, 31))
+    make_patient(given="Later", birth_date=datetime.date(2009, 4, 1))
+    make_patient(given="Already", birth_date=datetime.date(2009, 3, 1))
+
+    response = _get(front_desk_client, check="turning_adult")
+
+    assert _listed_ids(response) == [soon.pk]
+    assert "Turns 18 in the next 30 days" in response.content.decode()
+
+
+def test_unknown_safety_check_is_an_error(front_desk_client):
+    make_patient()
+
+    response = _get(front_desk_client, check="nonsense")
+
+    assert _listed_ids(response) == []
+    assert response.context["form"].errors["check"]
 
 
 def test_filter_by_portal_state(front_desk_client):
