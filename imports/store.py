@@ -10,13 +10,10 @@ import datetime
 
 from django.utils import timezone
 
-from audit.models import AuditEvent
-from audit.services import record as audit_record
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
 from imports.summary import Summary
-from invitations.models import Invitation
 from patients.models import (
     Appointment,
     Patient,
@@ -26,6 +23,7 @@ from patients.models import (
     is_valid_email,
     normalize_email,
 )
+from patients.services import change_email
 
 ACTOR_LABEL = "import"
 
@@ -40,6 +38,9 @@ def _patient_fields(patient: Patient) -> tuple:
         patient.deceased_at,
         patient.primary_provider_id,
     )
+
+
+EMAIL_FIELDS = ["email", "email_normalized", "email_valid", "email_changed_at"]
 
 
 class Store:
@@ -233,28 +234,12 @@ class Store:
         return _patient_fields(patient) != before
 
     def _change_email(self, patient: Patient, address: str) -> None:
-        """Store a new address, audit it, and revoke links sent to the old one."""
-        old = patient.email
-        patient.set_email(address)
-        patient.email_changed_at = timezone.now()
-
-        pending = Invitation.objects.filter(
-            patient=patient, status=Invitation.Status.PENDING
+        """Store a new address through the product's email change."""
+        revoked = change_email(
+            patient, address, actor_label=ACTOR_LABEL, import_run=self.run_id
         )
-        pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
-            delivery_status=Invitation.Delivery.CANCELLED
-        )
-        revoked = pending.update(status=Invitation.Status.REVOKED)
-
-        audit_record(
-            AuditEvent.Action.EMAIL_CHANGE,
-            actor_label=ACTOR_LABEL,
-            patient=patient,
-            old=old,
-            new=patient.email,
-            import_run=self.run_id,
-            invitations_revoked=revoked,
-        )
+        # The row now has the new address; the caller saves the other fields.
+        patient.refresh_from_db(fields=EMAIL_FIELDS)
         self.summary.email_changes += 1
         self.summary.invitations_revoked += revoked
 

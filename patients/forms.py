@@ -22,3 +22,7 @@ class StaffAuthenticationForm(AuthenticationForm):
 
 class UsernameForm(forms.Form):
     username = forms.CharField(label="New username", max_length=150)
+
+
+class EmailForm(forms.Form):
+    email = forms.EmailField(label="New email address", max_length=320)

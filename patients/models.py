@@ -151,6 +151,7 @@ class Patient(models.Model):
             ("enable_portal_access", "Can enable and disable portal access"),
             ("send_portal_invitation", "Can send portal invitations"),
             ("change_portal_username", "Can change a patient's portal username"),
+            ("change_patient_email", "Can change a patient's email address"),
             (
                 "override_safety_check",
                 "Can include one patient that a safety check skipped",

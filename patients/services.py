@@ -176,3 +176,64 @@ def record_patient_login(user, *, logged_out: bool = False) -> None:
 def record_staff_login(user) -> None:
     """Audit a staff member's login to the staff pages."""
     record(AuditEvent.Action.STAFF_LOGIN, actor=user)
+
+
+@transaction.atomic
+def change_email(
+    patient: Patient,
+    address: str,
+    *,
+    actor=None,
+    actor_label: str | None = None,
+    **detail,
+) -> int:
+    """Store a patient's new email address as the security event it is.
+
+    Every pending invitation stops working, and so does any password reset
+    link, because those are tied to the address on the patient's login. The
+    old address gets a notice without a link, the patient is marked "email
+    changed recently" for EMAIL_CHANGE_HOLD_DAYS, and the change is audited
+    with both addresses and who made it. A change of letter case or of
+    surrounding space only is stored without any of this. Returns the number
+    of invitations revoked; DETAIL goes into the audit record.
+    """
+    from invitations.models import Invitation
+    from portal.tasks import send_email_change_notice
+
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    old = patient.email
+    old_normalized = patient.email_normalized
+    patient.set_email(address)
+    if patient.email_normalized == old_normalized:
+        patient.save(update_fields=["email", "email_normalized", "email_valid"])
+        return 0
+
+    patient.email_changed_at = timezone.now()
+    patient.save(
+        update_fields=["email", "email_normalized", "email_valid", "email_changed_at"]
+    )
+    pending = Invitation.objects.filter(
+        patient=patient, status=Invitation.Status.PENDING
+    )
+    pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
+        delivery_status=Invitation.Delivery.CANCELLED
+    )
+    revoked = pending.update(status=Invitation.Status.REVOKED)
+    if patient.user_id:
+        user = patient.user
+        user.email = patient.email
+        user.save(update_fields=["email"])
+
+    record(
+        AuditEvent.Action.EMAIL_CHANGE,
+        actor=actor,
+        actor_label=actor_label,
+        patient=patient,
+        old=old,
+        new=patient.email,
+        invitations_revoked=revoked,
+        **detail,
+    )
+    if old_normalized:
+        send_email_change_notice.enqueue(patient.pk, old)
+    return revoked

@@ -11,6 +11,7 @@ urlpatterns = [
         views.patient_username,
         name="patient-username",
     ),
+    path("patients/<int:pk>/email/", views.patient_email, name="patient-email"),
     path("patients/<int:pk>/access/", views.patient_access, name="patient-access"),
     path("patients/<int:pk>/invite/", views.patient_invite, name="patient-invite"),
     path("staff/login/", views.staff_login, name="staff-login"),

@@ -35,9 +35,10 @@ from patients.filters import (
     snapshot,
     with_portal_state,
 )
-from patients.forms import StaffAuthenticationForm, UsernameForm
+from patients.forms import EmailForm, StaffAuthenticationForm, UsernameForm
 from patients.models import Appointment, Patient
 from patients.services import (
+    change_email,
     change_username,
     record_staff_login,
     set_access,
@@ -276,7 +277,9 @@ def _override_text(request) -> str:
     return text
 
 
-def _render_portal_page(request, patient: Patient, username_form=None, status=200):
+def _render_portal_page(
+    request, patient: Patient, username_form=None, email_form=None, status=200
+):
     invitations = list(patient.invitations.all())
     upcoming = (
         patient.appointments.filter(start__gte=timezone.now())
@@ -308,6 +311,8 @@ def _render_portal_page(request, patient: Patient, username_form=None, status=20
         "can_override": request.user.has_perm(bulk.OVERRIDE_PERMISSION),
         "override_max": bulk.OVERRIDE_REASON_MAX,
         "username_form": username_form or UsernameForm(),
+        "email_form": email_form or EmailForm(),
+        "can_change_email": request.user.has_perm("patients.change_patient_email"),
         "can_enable": request.user.has_perm("patients.enable_portal_access"),
         "can_invite": request.user.has_perm("patients.send_portal_invitation"),
         "can_change_username": request.user.has_perm("patients.change_portal_username"),
@@ -338,6 +343,24 @@ def patient_username(request, pk: int):
         return _render_portal_page(request, patient, username_form=form)
 
     messages.success(request, "Username changed.")
+    return redirect("patient-portal", pk=patient.pk)
+
+
+@staff_required
+@require_POST
+def patient_email(request, pk: int):
+    _require_permission(request, "patients.change_patient_email")
+    patient = _get_patient_for_user(request, pk)
+
+    form = EmailForm(request.POST)
+    if not form.is_valid():
+        return _render_portal_page(request, patient, email_form=form, status=400)
+    revoked = change_email(patient, form.cleaned_data["email"], actor=request.user)
+    messages.success(
+        request,
+        "Email address changed. The old address was told, without a link; "
+        f"{revoked} pending invitation{'s' if revoked != 1 else ''} stopped working.",
+    )
     return redirect("patient-portal", pk=patient.pk)
 
 

@@ -50,3 +50,15 @@ def username_reminder_email(users):
         "reset_link": settings.PORTAL_BASE_URL + reverse("portal-password-reset"),
     }
     return build_email("username_reminder", context, recipient)
+
+
+def email_change_notice(old_address: str):
+    """Build the notice to a patient's previous address that it was replaced.
+
+    It carries no link and does not show the new address, because the old
+    mailbox may now be read by someone else. Raises InvalidRecipient for an
+    unusable address.
+    """
+    recipient = check_recipient(old_address)
+    context = {"practice_name": settings.PRACTICE_NAME}
+    return build_email("email_changed", context, recipient)

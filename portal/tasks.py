@@ -53,3 +53,15 @@ def send_username_reminder(user_ids: list[int]) -> None:
         return
     mailers.default.send_messages([message])
     logger.info("Username reminder sent for users %s", user_ids)
+
+
+@task
+def send_email_change_notice(patient_id: int, old_address: str) -> None:
+    """Tell the old address that the patient's address changed, without any link."""
+    try:
+        message = emails.email_change_notice(old_address)
+    except InvalidRecipient:
+        logger.info("Email change notice for patient %s not sent: invalid", patient_id)
+        return
+    mailers.default.send_messages([message])
+    logger.info("Email change notice sent for patient %s", patient_id)
