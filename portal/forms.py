@@ -44,7 +44,9 @@ class DateOfBirthForm(forms.Form):
 
     def clean_month(self) -> int:
         typed = self.cleaned_data["month"].strip().rstrip(".").lower()
-        if typed.isdigit() and 1 <= int(typed) <= 12:
+        # isdecimal() accepts the digits of any script, which int() reads, but
+        # not superscripts and other digit-like signs, which int() rejects.
+        if typed.isdecimal() and 1 <= int(typed) <= 12:
             return int(typed)
         if typed in MONTHS_BY_NAME:
             return MONTHS_BY_NAME[typed]
@@ -55,13 +57,13 @@ class DateOfBirthForm(forms.Form):
 
     def clean_day(self) -> int:
         typed = self.cleaned_data["day"].strip()
-        if typed.isdigit() and 1 <= int(typed) <= 31:
+        if typed.isdecimal() and 1 <= int(typed) <= 31:
             return int(typed)
         raise forms.ValidationError("Enter the day as a number from 1 to 31.")
 
     def clean_year(self) -> int:
         typed = self.cleaned_data["year"].strip()
-        if not (typed.isdigit() and len(typed) == 4):
+        if not (typed.isdecimal() and len(typed) == 4):
             raise forms.ValidationError(
                 "Enter the year with four digits, for example 1980."
             )

@@ -281,6 +281,9 @@ def test_link_locks_after_five_wrong_dates(client, invitation, settings):
         (("2", "30", "1980"), "That date does not exist"),
         (("5", "17", "2999"), "cannot be in the future"),
         (("", "", ""), "This field is required"),
+        (("²", "17", "1980"), "Enter the month as a number from 1 to 12"),
+        (("5", "¹⁷", "1980"), "Enter the day as a number from 1 to 31"),
+        (("5", "17", "²²²²"), "Enter the year with four digits"),
     ],
 )
 def test_unreadable_birth_date_gets_clear_message(client, invitation, parts, message):
@@ -302,6 +305,7 @@ def test_unreadable_birth_date_gets_clear_message(client, invitation, parts, mes
         ("may.", "17", "1980"),
         ("05", "17", "1980"),
         (" 5 ", "17 ", "1980"),
+        ("٥", "١٧", "١٩٨٠"),
     ],
 )
 def test_birth_date_accepts_what_people_type(client, invitation, month, day, year):
