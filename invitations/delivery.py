@@ -35,6 +35,8 @@ class DeliveryReport:
     retrying: int = 0
     cancelled: int = 0
     skipped: int = 0
+    # Not tried because the connection was lost before them, and queued again.
+    requeued: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -136,9 +138,21 @@ def _send_each(connection, invitation_ids: list[int], report: DeliveryReport) ->
                     failure.code,
                 )
             report.failed += 1
-        elif failure.connection_lost:
+        elif failure.connection_lost and report.sent == 0:
+            # Nothing got through this connection: the server is unavailable,
+            # so the whole rest of the batch waits for a retry.
             rest = invitation_ids[position:]
             deferred.setdefault(failure, []).extend(rest)
+            break
+        elif failure.connection_lost:
+            # Many relays close a connection after a number of messages. Only
+            # this invitation was tried, so the untried rest go to a new task
+            # at once, which opens a new connection.
+            deferred.setdefault(failure, []).append(invitation.pk)
+            untried = invitation_ids[position + 1 :]
+            if untried:
+                services.requeue_delivery(untried)
+                report.requeued += len(untried)
             break
         else:
             deferred.setdefault(failure, []).append(invitation.pk)
@@ -264,10 +278,12 @@ def _close(connection) -> None:
 
 def _log_finished(report: DeliveryReport) -> None:
     logger.info(
-        "Delivery finished: %d sent, %d failed, %d to retry, %d cancelled, %d skipped",
+        "Delivery finished: %d sent, %d failed, %d to retry, %d cancelled, "
+        "%d skipped, %d queued again untried",
         report.sent,
         report.failed,
         report.retrying,
         report.cancelled,
         report.skipped,
+        report.requeued,
     )

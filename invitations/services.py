@@ -312,6 +312,14 @@ def cancel_delivery(invitation_id: int, *, reason: str) -> bool:
 
 
 @transaction.atomic
+def requeue_delivery(invitation_ids: list[int]) -> None:
+    """Queue a new delivery task now for invitations that were never tried."""
+    from invitations.tasks import deliver_invitations
+
+    deliver_invitations.enqueue(invitation_ids)
+
+
+@transaction.atomic
 def retry_delivery(invitation_ids: list[int], *, error: str) -> list[Invitation]:
     """Count a temporary failure against queued invitations and queue another try.
 

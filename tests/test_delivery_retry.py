@@ -113,12 +113,13 @@ def test_connection_lost_mid_batch_retries_the_rest(smtp_server, front_desk):
 
     run_worker()
 
-    first, *rest = refreshed(invitations)
+    # Each connection takes one message, and the next message finds it closed:
+    # that one waits for a retry, and the untried rest go on a new connection.
+    first, second, third = refreshed(invitations)
     assert first.delivery_status == Invitation.Delivery.SENT
-    for invitation in rest:
-        assert invitation.delivery_status == Invitation.Delivery.QUEUED
-    [retry] = queued_tasks(deliver_invitations)
-    assert queued_ids(retry) == [invitation.pk for invitation in rest]
+    assert second.delivery_status == Invitation.Delivery.QUEUED
+    assert second.delivery_attempts == 1
+    assert third.delivery_status == Invitation.Delivery.SENT
 
     smtp_server.disconnect_after(None)
     with later(31):
@@ -126,6 +127,25 @@ def test_connection_lost_mid_batch_retries_the_rest(smtp_server, front_desk):
 
     for address in ADDRESSES:
         assert len(smtp_server.messages_to(address)) == 1
+
+
+def test_connection_limit_counts_only_tried_invitations(
+    smtp_server, front_desk, settings
+):
+    settings.DELIVERY_MAX_ATTEMPTS = 2
+    addresses = [f"limit{number}@example.org" for number in range(7)]
+    invitations = invite(front_desk, *addresses)
+    smtp_server.disconnect_after(3)
+
+    run_worker()
+
+    done = refreshed(invitations)
+    sent = [i for i in done if i.delivery_status == Invitation.Delivery.SENT]
+    waiting = [i for i in done if i.delivery_status == Invitation.Delivery.QUEUED]
+    assert len(sent) == 6
+    assert [i.delivery_attempts for i in sent] == [1] * 6
+    assert [i.delivery_attempts for i in waiting] == [1]
+    assert not [i for i in done if i.delivery_status == Invitation.Delivery.FAILED]
 
 
 def test_gives_up_after_max_attempts(smtp_server, front_desk, settings):

@@ -134,6 +134,7 @@ def test_worker_stores_counts_as_task_result(smtp_server, front_desk):
         "retrying": 0,
         "cancelled": 0,
         "skipped": 0,
+        "requeued": 0,
     }
 
 
@@ -162,6 +163,7 @@ def test_running_task_twice_sends_once(smtp_server, front_desk):
         "retrying": 0,
         "cancelled": 0,
         "skipped": 3,
+        "requeued": 0,
     }
     for address in ADDRESSES:
         assert len(smtp_server.messages_to(address)) == 1
