@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import (
+    BooleanField,
     Case,
     CharField,
     Count,
@@ -192,16 +193,42 @@ def _start_of_day(day: datetime.date) -> datetime.datetime:
     )
 
 
-def latest_delivery_status():
-    """Return a subquery of the delivery status of the newest invitation, or NULL."""
-    newest = Invitation.objects.filter(patient=OuterRef("pk")).order_by(
+def _newest_invitation():
+    return Invitation.objects.filter(patient=OuterRef("pk")).order_by(
         "-created_at", "-id"
     )
-    return Subquery(newest.values("delivery_status")[:1])
+
+
+def latest_delivery_status():
+    """Return a subquery of the delivery status of the newest invitation, or NULL."""
+    return Subquery(_newest_invitation().values("delivery_status")[:1])
+
+
+def latest_invitation_usable():
+    """Return a subquery telling whether the newest invitation's link still works."""
+    usable = _newest_invitation().annotate(
+        usable=Case(
+            When(
+                status=Invitation.Status.PENDING,
+                expires_at__gt=timezone.now(),
+                then=Value(True),
+            ),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+    return Subquery(usable.values("usable")[:1])
+
+
+def _with_state_aliases(patients):
+    return patients.alias(
+        latest_delivery=latest_delivery_status(),
+        latest_usable=latest_invitation_usable(),
+    )
 
 
 def portal_state_expression():
-    """Patient.portal_state as SQL, over a ``latest_delivery`` alias.
+    """Patient.portal_state as SQL, over the aliases of _with_state_aliases().
 
     The order of the cases matches the model method, so the badge, the state
     filter and the per-patient page agree.
@@ -214,6 +241,7 @@ def portal_state_expression():
             latest_delivery=Invitation.Delivery.FAILED,
             then=Value(State.INVITE_FAILED),
         ),
+        When(latest_usable=False, then=Value(State.INVITE_LAPSED)),
         When(latest_delivery__isnull=False, then=Value(State.INVITED)),
         default=Value(State.ENABLED),
         output_field=CharField(),
@@ -222,7 +250,7 @@ def portal_state_expression():
 
 def with_portal_state(patients):
     """Annotate ``portal_state_value`` (a PortalState value) on each patient."""
-    return patients.alias(latest_delivery=latest_delivery_status()).annotate(
+    return _with_state_aliases(patients).annotate(
         portal_state_value=portal_state_expression()
     )
 
@@ -288,10 +316,11 @@ def filter_patients(data, patients=None):
         patients = patients.filter(conditions[data["check"]])
 
     if data.get("state"):
-        patients = patients.alias(
-            latest_delivery=latest_delivery_status(),
-            filtered_state=portal_state_expression(),
-        ).filter(filtered_state=data["state"])
+        patients = (
+            _with_state_aliases(patients)
+            .alias(filtered_state=portal_state_expression())
+            .filter(filtered_state=data["state"])
+        )
 
     return patients
 

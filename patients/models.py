@@ -87,6 +87,7 @@ class Patient(models.Model):
         ENABLED = "enabled", "Enabled"
         INVITED = "invited", "Invited"
         INVITE_FAILED = "invite_failed", "Invitation failed"
+        INVITE_LAPSED = "invite_lapsed", "Invitation no longer works"
         ACCOUNT_SET_UP = "account_set_up", "Account set up"
         LOGGED_IN = "logged_in", "Logged in"
 
@@ -208,6 +209,10 @@ class Patient(models.Model):
         if latest_invitation is not None:
             if latest_invitation.delivery_status == "failed":
                 return self.PortalState.INVITE_FAILED
+            # Expired, locked after wrong dates of birth, or revoked: the
+            # patient needs a new invitation.
+            if not latest_invitation.is_usable:
+                return self.PortalState.INVITE_LAPSED
             return self.PortalState.INVITED
         return self.PortalState.ENABLED
 

@@ -149,6 +149,29 @@ def test_state_annotation_matches_model_method(db):
         assert patient.portal_state_value == patient.portal_state(latest), patient
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"expires_at": NOW - datetime.timedelta(days=1)},
+        {"status": Invitation.Status.LOCKED},
+        {"status": Invitation.Status.REVOKED},
+    ],
+)
+def test_dead_invitation_shows_lapsed(clock, front_desk_client, change):
+    patient = make_patient(portal_access=True)
+    invitation = _invitation(patient, created_at=NOW - datetime.timedelta(days=1))
+    Invitation.objects.filter(pk=invitation.pk).update(**change)
+
+    response = _get(front_desk_client, state=Patient.PortalState.INVITE_LAPSED)
+
+    assert _listed_ids(response) == [patient.pk]
+    annotated = response.context["page"][0]
+    assert annotated.portal_state_value == Patient.PortalState.INVITE_LAPSED
+    invitation.refresh_from_db()
+    assert patient.portal_state(invitation) == Patient.PortalState.INVITE_LAPSED
+    assert "Invitation no longer works" in response.content.decode()
+
+
 def test_state_without_access_is_not_enabled(db):
     disabled = make_patient(given="Disabled", portal_access=False)
     _give_account(disabled, "disabled-user", logged_in=NOW)
