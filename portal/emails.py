@@ -33,6 +33,7 @@ def password_reset_email(user):
         "username": user.get_username(),
         "link": password_reset_link(user),
         "valid_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
+        "request_link": settings.PORTAL_BASE_URL + reverse("portal-password-reset"),
     }
     return build_email("password_reset", context, recipient)
 

@@ -11,18 +11,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.shortcuts import render
 
+from config.clientip import client_address
+
 logger = logging.getLogger(__name__)
-
-
-def _client_address(request) -> str:
-    # NOTE: behind a reverse proxy REMOTE_ADDR is the proxy's address, so every
-    # patient shares one counter unless the proxy's client address is used here.
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def _key(scope: str, request) -> str:
     # The address is hashed, so the cache contains no client address in clear text.
-    digest = hashlib.sha256(_client_address(request).encode()).hexdigest()
+    digest = hashlib.sha256(client_address(request).encode()).hexdigest()
     return f"patient-attempts:{scope}:{digest}"
 
 

@@ -126,6 +126,19 @@ def test_reset_is_queued_with_its_audit_record(client, patient_with_account):
     assert event.detail == {"stage": "requested"}
 
 
+def test_reset_email_says_how_to_get_new_link(
+    client, patient_with_account, immediate_tasks
+):
+    ask_reset(client, "chidi")
+
+    message = mail.outbox[0]
+    text = message.body
+    html = message.alternatives[0].content
+    new_link = "http://portal.test" + reverse("portal-password-reset")
+    assert f"If it has expired, ask for a\nnew one here:\n\n{new_link}" in text
+    assert f'href="{new_link}"' in html
+
+
 def test_reset_link_sets_new_password(client, patient_with_account, immediate_tasks):
     ask_reset(client, "chidi")
     link = reset_link_from(mail.outbox[0]).removeprefix("http://portal.test")

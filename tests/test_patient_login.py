@@ -240,6 +240,22 @@ def test_repeated_wrong_passwords_lock_out_login(client, patient_with_account, c
     assert not any("chidi" in record.getMessage() for record in caplog.records)
 
 
+def test_tries_during_lockout_do_not_extend_it(client, patient_with_account):
+    start = datetime.datetime.now(tz=datetime.UTC)
+    with time_machine.travel(start, tick=False):
+        for _ in range(5):
+            log_in(client, password="not the password")
+    with time_machine.travel(start + datetime.timedelta(minutes=14), tick=False):
+        assert log_in(client, password="still not it").status_code == 429
+        assert log_in(client).status_code == 429
+
+    with time_machine.travel(start + datetime.timedelta(minutes=16), tick=False):
+        response = log_in(client)
+
+    assert response.status_code == 302
+    assert response.url == reverse("portal-home")
+
+
 def test_lockout_is_per_username_and_address(client, patient_with_account):
     from django.test import Client
 

@@ -1,5 +1,7 @@
 """Choosing a username and password from a verified invitation."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError
@@ -209,3 +211,16 @@ def test_accept_raises_integrity_error_for_exact_duplicate(invitation):
 
     with pytest.raises(IntegrityError):
         accept_invitation(invitation, username="maren", password=GOOD_PASSWORD)
+
+
+def test_field_error_is_linked_to_its_input(verified_client):
+    response = verified_client.post(
+        reverse("invitation-signup"),
+        {"username": "has space", "password1": "x", "password2": "y"},
+    )
+
+    described_by = re.search(
+        r'name="username"[^>]*aria-describedby="([^"]*)"', response.text
+    ).group(1)
+    assert "id_username_error" in described_by.split()
+    assert 'id="id_username_error"' in response.text
