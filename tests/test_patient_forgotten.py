@@ -201,6 +201,22 @@ def test_reset_rejects_weak_password(client, patient_with_account, immediate_tas
     assert user.check_password(PASSWORD)
 
 
+def test_reset_rejects_patients_own_name(client, patient_with_account, immediate_tasks):
+    ask_reset(client, "chidi")
+    link = reset_link_from(mail.outbox[0]).removeprefix("http://portal.test")
+    opened = client.get(link)
+    # The patient's given name and family name are Chidi Okafor.
+    weak = "okafor chidi born 1980"
+
+    response = client.post(opened.url, {"new_password1": weak, "new_password2": weak})
+
+    assert response.status_code == 200
+    assert "contains your name" in response.text
+    user = patient_with_account.user
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
 def test_reset_link_for_staff_account_is_invalid(client, admin_user):
     from portal.emails import password_reset_link
 

@@ -117,14 +117,17 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 _VALIDATORS = "django.contrib.auth.password_validation"
+# Length, common passwords and context, as NIST SP 800-63B asks, and no rules
+# on which kinds of characters a password must contain.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
     {
         "NAME": f"{_VALIDATORS}.MinimumLengthValidator",
-        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 12, minimum=8)},
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 15, minimum=8)},
     },
     {"NAME": f"{_VALIDATORS}.CommonPasswordValidator"},
-    {"NAME": f"{_VALIDATORS}.NumericPasswordValidator"},
+    {"NAME": "portal.passwords.ContextPasswordValidator"},
+    {"NAME": "portal.passwords.RepetitionPasswordValidator"},
 ]
 
 # How long a patient's emailed password reset link works, in seconds.
