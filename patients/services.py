@@ -120,7 +120,23 @@ def set_access(patient: Patient, enabled: bool, *, actor, override: str = "") ->
 
 
 def normalize_username(username: str) -> str:
-    return unicodedata.normalize("NFKC", username).strip()
+    """Return the form a patient's username is stored and compared in.
+
+    NFKC folds look-alike forms such as full-width letters into one, and
+    case folding makes "Maren" and "MAREN" the same username, so logins
+    ignore case too.
+    """
+    folded = unicodedata.normalize("NFKC", username).strip().casefold()
+    return unicodedata.normalize("NFKC", folded)
+
+
+# Characters a username may hold besides letters, combining marks and digits.
+USERNAME_PUNCTUATION = frozenset("._-")
+
+
+def _script(char: str) -> str:
+    """Return the script of a letter, as the first word of its Unicode name."""
+    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
 
 
 def validate_username(username: str, *, exclude_user_id: int | None = None) -> str:
@@ -132,6 +148,29 @@ def validate_username(username: str, *, exclude_user_id: int | None = None) -> s
         raise ValidationError("Use a username of at most 150 characters.")
     if any(ch.isspace() for ch in cleaned):
         raise ValidationError("A username cannot contain spaces.")
+    if "@" in cleaned:
+        raise ValidationError(
+            "A username cannot be an email address. Choose a name you will "
+            "remember, such as your first name and a number."
+        )
+    allowed = all(
+        unicodedata.category(ch)[0] in "LM"
+        or unicodedata.category(ch) == "Nd"
+        or ch in USERNAME_PUNCTUATION
+        for ch in cleaned
+    )
+    if not allowed:
+        raise ValidationError(
+            "Use only letters, digits, dots, hyphens and underscores in a username."
+        )
+    scripts = {_script(ch) for ch in cleaned if unicodedata.category(ch)[0] == "L"}
+    if len(scripts) > 1:
+        # Letters of two scripts, such as a Cyrillic "е" among Latin letters,
+        # make a username that looks like another one.
+        raise ValidationError(
+            "Use letters of one alphabet only in a username, not a mix such "
+            "as Latin and Cyrillic."
+        )
     user_model = get_user_model()
     taken = user_model.objects.filter(username__iexact=cleaned)
     if exclude_user_id is not None:

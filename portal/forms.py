@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
 from django.utils import timezone
 
-from patients.services import validate_username
+from patients.services import normalize_username, validate_username
 
 # Month names and their usual abbreviations, so "May", "sept" and "Sep." work.
 MONTHS_BY_NAME = {
@@ -136,6 +136,10 @@ class PatientAuthenticationForm(AuthenticationForm):
     error as a wrong password, so the form does not reveal which accounts
     exist. Django's backend already turns away inactive (disabled) users.
     """
+
+    def clean_username(self) -> str:
+        # Usernames are stored folded, so "Maren" logs in as "maren".
+        return normalize_username(self.cleaned_data["username"])
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)

@@ -225,6 +225,13 @@ def test_home_says_when_nothing_is_upcoming(client, patient_with_account):
     assert "You have no upcoming appointments" in home
 
 
+def test_login_ignores_username_case(client, patient_with_account):
+    response = log_in(client, username="  CHIDI ")
+
+    assert response.status_code == 302
+    assert response.url == reverse("portal-home")
+
+
 def test_repeated_wrong_passwords_lock_out_login(client, patient_with_account, caplog):
     for _ in range(5):
         log_in(client, password="not the password")

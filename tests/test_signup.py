@@ -164,6 +164,51 @@ def test_taken_username_rejected_without_saying_whose(
     assert patient.user is None
 
 
+@pytest.mark.parametrize(
+    ("username", "message"),
+    [
+        ("frontdesk\u200b", "Use only letters, digits, dots, hyphens and underscores"),
+        ("<b>omar</b>", "Use only letters, digits, dots, hyphens and underscores"),
+        ("omar/../j", "Use only letters, digits, dots, hyphens and underscores"),
+        ("pedro.green@example.org", "cannot be an email address"),
+        ("frontd\u0435sk", "letters of one alphabet only"),
+        ("\u00a0\u00a0", "This field is required"),
+    ],
+)
+def test_username_look_alikes_rejected(verified_client, patient, username, message):
+    response = sign_up(verified_client, username=username)
+
+    assert response.status_code == 200
+    assert message in response.text
+    patient.refresh_from_db()
+    assert patient.user is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("Maren", "maren"),
+        ("ＭＡＲＥＮ", "maren"),
+        ("  Straße ", "strasse"),
+        ("ΩΜΕΓΑ_7", "ωμεγα_7"),
+        ("josé.núñez", "josé.núñez"),
+    ],
+)
+def test_username_is_stored_folded(verified_client, patient, typed, stored):
+    sign_up(verified_client, username=typed)
+
+    patient.refresh_from_db()
+    assert patient.user.username == stored
+
+
+def test_folded_username_collides(verified_client, patient):
+    get_user_model().objects.create_user(username="strasse", password=GOOD_PASSWORD)
+
+    response = sign_up(verified_client, username="STRAßE")
+
+    assert "That username is not available" in response.text
+
+
 def test_username_with_space_rejected(verified_client):
     response = sign_up(verified_client, username="maren l")
 
