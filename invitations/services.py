@@ -211,6 +211,12 @@ def accept_invitation(invitation: Invitation, *, username: str, password: str):
         patient=patient,
         invitation_id=invitation.pk,
     )
+    # Tells the address on file, so that an account set up by someone else
+    # does not go unnoticed. Queued in this transaction, so it is sent only
+    # when the account exists.
+    from portal.tasks import send_account_created
+
+    send_account_created.enqueue(user.pk)
     logger.info("Invitation %s accepted, account created", invitation.pk)
     return user
 

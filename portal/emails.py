@@ -63,3 +63,19 @@ def email_change_notice(old_address: str):
     recipient = check_recipient(old_address)
     context = {"practice_name": settings.PRACTICE_NAME}
     return build_email("email_changed", context, recipient)
+
+
+def account_created_email(user):
+    """Build the notice that a portal account was set up with this address.
+
+    It names the username and links to the login page, so that a patient who
+    did not set it up can tell the practice. Raises InvalidRecipient when the
+    address on record cannot be used.
+    """
+    recipient = check_recipient(user.patient.email)
+    context = {
+        "practice_name": settings.PRACTICE_NAME,
+        "username": user.get_username(),
+        "login_link": settings.PORTAL_BASE_URL + reverse("portal-login"),
+    }
+    return build_email("account_created", context, recipient)

@@ -65,3 +65,19 @@ def send_email_change_notice(patient_id: int, old_address: str) -> None:
         return
     mailers.default.send_messages([message])
     logger.info("Email change notice sent for patient %s", patient_id)
+
+
+@task
+def send_account_created(user_id: int) -> None:
+    """Tell the patient's address on file that a portal account was set up."""
+    user = patient_users().select_related("patient").filter(pk=user_id).first()
+    if user is None:
+        logger.info("Account notice for user %s not sent: no active account", user_id)
+        return
+    try:
+        message = emails.account_created_email(user)
+    except InvalidRecipient:
+        logger.warning("Account notice for user %s not sent: invalid address", user_id)
+        return
+    mailers.default.send_messages([message])
+    logger.info("Account notice sent for user %s", user_id)

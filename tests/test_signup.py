@@ -293,3 +293,19 @@ def test_field_error_is_linked_to_its_input(verified_client):
     ).group(1)
     assert "id_username_error" in described_by.split()
     assert 'id="id_username_error"' in response.text
+
+
+def test_signup_emails_account_notice(verified_client, patient, smtp_server):
+    from tests.worker import run_worker
+
+    sign_up(verified_client)
+    run_worker()
+
+    [notice] = smtp_server.messages_to(patient.email)
+    assert notice["Subject"] == (
+        "Riverside Family Practice: your patient portal account was created"
+    )
+    text = notice.get_body(preferencelist=("plain",)).get_content()
+    assert "Its username is: maren" in text
+    assert "If you did not set up this account" in text
+    assert str(patient.birth_date.year) not in text
