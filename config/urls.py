@@ -4,5 +4,6 @@ urlpatterns = [
     path("", include("patients.urls")),
     path("", include("invitations.urls")),
     path("portal/", include("portal.urls")),
+    path("audit/", include("audit.urls")),
     path("demo/", include("demo.urls")),
 ]

@@ -35,6 +35,8 @@ STAFF_PERMISSIONS = [
     "enable_portal_access",
     "send_portal_invitation",
     "change_portal_username",
+    "change_patient_email",
+    "override_safety_check",
 ]
 
 # Shares of the living, active patients with a valid email address that the
@@ -76,15 +78,19 @@ def reset_staff_user(password: str | None = None) -> tuple[object, str]:
     """Create or update the front-desk login with a new password.
 
     Returns the user and the password. The user is staff, in the "Front desk"
-    group with the permissions to enable access, invite and change usernames,
-    and any login lockout on it is lifted.
+    group with every permission of the onboarding and audit pages, and any
+    login lockout on it is lifted.
     """
     from axes.utils import reset as reset_lockouts
 
     group, _ = Group.objects.get_or_create(name=STAFF_GROUP)
+    # The demo login may do everything, so that every page can be tried.
     group.permissions.set(
         Permission.objects.filter(
             content_type__app_label="patients", codename__in=STAFF_PERMISSIONS
+        )
+        | Permission.objects.filter(
+            content_type__app_label="audit", codename="view_auditevent"
         )
     )
 
