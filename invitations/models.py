@@ -21,12 +21,20 @@ class InvitationQuerySet(models.QuerySet):
 
 
 class Invitation(models.Model):
-    """One emailed invitation to set up a portal login.
+    """One invitation to set up a portal login: an emailed link or a printed letter.
 
     The link's token is never stored. It is derived from a random salt and
     SECRET_KEY, so a repeated delivery carries the same link, and the database
     holds only the token's SHA-256 hash to look it up by.
+
+    A letter carries a random activation code instead (invitations.codes).
+    The code is printed once and can be neither read nor derived from the
+    database: token_hash contains its keyed hash, and salt is empty.
     """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        LETTER = "letter", "Printed letter"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -40,11 +48,17 @@ class Invitation(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Not sent (replaced before delivery)"
+        # A letter handed over or posted by the practice, never emailed.
+        PRINTED = "printed", "Printed"
 
     patient = models.ForeignKey(
         "patients.Patient", on_delete=models.CASCADE, related_name="invitations"
     )
-    # The address the invitation goes to, as it was when it was created.
+    channel = models.CharField(
+        max_length=8, choices=Channel.choices, default=Channel.EMAIL
+    )
+    # The address the invitation goes to, as it was when it was created;
+    # empty for a letter.
     email = models.CharField(max_length=320)
     salt = models.CharField(max_length=64)
     token_hash = models.CharField(max_length=64, unique=True)
@@ -100,7 +114,20 @@ class Invitation(models.Model):
     @property
     def token(self) -> str:
         """The secret in the link; only the worker that emails it should read this."""
+        if self.channel == self.Channel.LETTER:
+            raise ValueError(
+                f"Invitation {self.pk} is a printed letter: its activation code "
+                "was shown once on the letter and cannot be derived again."
+            )
         return self.token_for_salt(self.salt)
+
+    @property
+    def needs_letter_code(self) -> bool:
+        """Whether accepting this invitation also takes a letter's activation code.
+
+        With ACTIVATION_CODE_REQUIRED an emailed link is not enough on its own.
+        """
+        return settings.ACTIVATION_CODE_REQUIRED and self.channel == self.Channel.EMAIL
 
     @property
     def is_expired(self) -> bool:

@@ -45,11 +45,18 @@ def _new_invitation(patient_id: int, email: str, actor, now) -> Invitation:
     )
 
 
-def _supersede_pending(patient_ids) -> None:
-    """Make older links stop working; an unsent one is not sent at all."""
+def _supersede_pending(patient_ids, channel=Invitation.Channel.EMAIL) -> None:
+    """Make older links and letters stop working; an unsent one is not sent at all.
+
+    With ACTIVATION_CODE_REQUIRED an emailed link needs the code of a letter
+    as well, so a new invitation of one CHANNEL replaces only earlier ones of
+    that channel, and the link and the letter can be made in either order.
+    """
     pending = Invitation.objects.filter(
         patient_id__in=patient_ids, status=Invitation.Status.PENDING
     )
+    if settings.ACTIVATION_CODE_REQUIRED:
+        pending = pending.filter(channel=channel)
     pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
         delivery_status=Invitation.Delivery.CANCELLED
     )
@@ -144,7 +151,7 @@ def find_invitation(token: str) -> Invitation | None:
     return (
         Invitation.objects.usable()
         .select_related("patient")
-        .filter(token_hash=hash_token(token))
+        .filter(channel=Invitation.Channel.EMAIL, token_hash=hash_token(token))
         .first()
     )
 
@@ -179,12 +186,20 @@ class InvitationNotUsable(Exception):
 
 
 @transaction.atomic
-def accept_invitation(invitation: Invitation, *, username: str, password: str):
+def accept_invitation(
+    invitation: Invitation,
+    *,
+    username: str,
+    password: str,
+    letter: Invitation | None = None,
+):
     """Create the patient's login from an invitation, exactly once.
 
-    The caller has validated the username and password. Raises
-    InvitationNotUsable when the link stopped working in the meantime, and
-    django's IntegrityError when the username was taken in the meantime.
+    The caller has validated the username and password. An invitation that
+    needs_letter_code also takes the LETTER whose code the patient typed,
+    which is used up with it. Raises InvitationNotUsable when the link or
+    the letter stopped working in the meantime, and django's IntegrityError
+    when the username was taken in the meantime.
     """
     invitation = (
         Invitation.objects.select_for_update()
@@ -196,20 +211,35 @@ def accept_invitation(invitation: Invitation, *, username: str, password: str):
         raise InvitationNotUsable()
     if not patient.portal_access:
         raise InvitationNotUsable()
+    used_letter = None
+    if invitation.needs_letter_code:
+        if letter is None:
+            raise InvitationNotUsable()
+        used_letter = Invitation.objects.select_for_update().get(pk=letter.pk)
+        if (
+            not used_letter.is_usable
+            or used_letter.channel != Invitation.Channel.LETTER
+            or used_letter.patient_id != invitation.patient_id
+        ):
+            raise InvitationNotUsable()
 
     user = get_user_model().objects.create_user(
         username=username, password=password, email=patient.email
     )
     patient.user = user
     patient.save(update_fields=["user"])
-    invitation.status = Invitation.Status.ACCEPTED
-    invitation.accepted_at = timezone.now()
-    invitation.save(update_fields=["status", "accepted_at"])
+    accepted = [invitation] if used_letter is None else [invitation, used_letter]
+    for row in accepted:
+        row.status = Invitation.Status.ACCEPTED
+        row.accepted_at = timezone.now()
+        row.save(update_fields=["status", "accepted_at"])
+    letter_detail = {} if used_letter is None else {"letter_id": used_letter.pk}
     record(
         AuditEvent.Action.ACCEPT,
         actor=user,
         patient=patient,
         invitation_id=invitation.pk,
+        **letter_detail,
     )
     # Tells the address on file, so that an account set up by someone else
     # does not go unnoticed. Queued in this transaction, so it is sent only

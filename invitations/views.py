@@ -29,10 +29,12 @@ from portal.ratelimit import count_attempt, too_many_attempts
 
 logger = logging.getLogger(__name__)
 
-# Session keys: the invitation whose link was opened in this browser, and the
-# invitation whose date of birth this browser has matched.
+# Session keys: the invitation whose link was opened in this browser, the
+# invitation whose date of birth this browser has matched, and, when the link
+# needs a letter's code as well, the letter whose code was typed.
 OPENED = "invitation_id"
 VERIFIED = "invitation_verified_id"
+LETTER_VERIFIED = "invitation_letter_id"
 
 NOT_USABLE_STATUS = 404
 
@@ -87,6 +89,7 @@ def invitation_link(request, token: str):
     request.session.cycle_key()
     request.session[OPENED] = invitation.pk if invitation else None
     request.session.pop(VERIFIED, None)
+    request.session.pop(LETTER_VERIFIED, None)
     return redirect("invitation-verify")
 
 
@@ -133,6 +136,12 @@ def invitation_signup(request):
     if invitation is None or request.session.get(VERIFIED) != invitation.pk:
         return _not_usable(request)
 
+    letter = None
+    if invitation.needs_letter_code:
+        letter = _typed_letter(request, invitation)
+        if letter is None:
+            return redirect("invitation-code")
+
     form = SignupForm(request.POST or None, patient=invitation.patient)
     if request.method != "POST" or not form.is_valid():
         return _form_page(request, "invitations/signup.html", form)
@@ -142,6 +151,7 @@ def invitation_signup(request):
             invitation,
             username=form.cleaned_data["username"],
             password=form.cleaned_data["password1"],
+            letter=letter,
         )
     except InvitationNotUsable:
         return _not_usable(request)
@@ -153,7 +163,24 @@ def invitation_signup(request):
 
     request.session.pop(OPENED, None)
     request.session.pop(VERIFIED, None)
+    request.session.pop(LETTER_VERIFIED, None)
     return redirect("invitation-done")
+
+
+def _typed_letter(request, invitation: Invitation) -> Invitation | None:
+    """Return the usable letter of the invitation's patient whose code was typed."""
+    letter_id = request.session.get(LETTER_VERIFIED)
+    if letter_id is None:
+        return None
+    return (
+        Invitation.objects.usable()
+        .filter(
+            pk=letter_id,
+            channel=Invitation.Channel.LETTER,
+            patient_id=invitation.patient_id,
+        )
+        .first()
+    )
 
 
 @require_GET

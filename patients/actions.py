@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from invitations.letters import print_letters
 from invitations.services import send_invitations
 from patients import bulk
 from patients.filters import PatientFilterForm, filter_patients, is_valid_id
@@ -27,6 +28,7 @@ SCOPE_ALL = "all"
 PERMISSIONS = {
     bulk.ENABLE: "patients.enable_portal_access",
     bulk.INVITE: "patients.send_portal_invitation",
+    bulk.LETTER: "patients.send_portal_invitation",
 }
 
 
@@ -115,6 +117,8 @@ def run(request_row: BulkActionRequest, patients, *, actor) -> bulk.Plan:
     try:
         if request_row.action == bulk.ENABLE:
             result = enable_access(patients, actor=actor)
+        elif request_row.action == bulk.LETTER:
+            result = print_letters(patients, actor=actor)
         else:
             result = send_invitations(patients, actor=actor)
     except Exception:
@@ -150,6 +154,9 @@ def result_message(result: bulk.Plan) -> str:
     """Say what a bulk action did, e.g. "3 invitations queued, 1 skipped: ..."."""
     if result.action == bulk.INVITE:
         done = _plural(result.eligible, "invitation", "invitations") + " queued"
+    elif result.action == bulk.LETTER:
+        letters = _plural(result.eligible, "activation letter", "activation letters")
+        done = f"{letters} printed"
     else:
         patients = _plural(result.eligible, "patient", "patients")
         done = f"Portal access enabled for {patients}"

@@ -30,7 +30,12 @@ from patients.models import Patient, Practitioner
 
 ENABLE = "enable"
 INVITE = "invite"
-ACTIONS = {ENABLE: "Enable Portal Access", INVITE: "Send Portal Invite(s)"}
+LETTER = "letter"
+ACTIONS = {
+    ENABLE: "Enable Portal Access",
+    INVITE: "Send Portal Invite(s)",
+    LETTER: "Print Activation Letters",
+}
 
 # Skip reasons, in the order they are checked: a patient is counted under the
 # first that applies.
@@ -40,6 +45,7 @@ SKIP_REASONS = {
     "already_enabled": "Portal access already enabled",
     "access_not_enabled": "Portal access not enabled",
     "account_exists": "Already has a portal account",
+    "has_email": "Has an email address: send an invitation instead",
     "no_email": "No email address",
     "invalid_email": "Email address is not valid",
     "no_birth_date": "No date of birth on file",
@@ -50,6 +56,7 @@ SKIP_REASONS = {
     "delivery_failed": "Last delivery to this address failed",
     "possible_duplicate": "Another patient has the same name and date of birth",
     "recently_invited": "Invited in the last few days (link still valid)",
+    "recently_printed": "Letter printed in the last few days (code still valid)",
 }
 
 # The reasons that come from the safety checks, which the list can filter by.
@@ -78,6 +85,7 @@ OVERRIDABLE = frozenset(
         "delivery_failed",
         "possible_duplicate",
         "recently_invited",
+        "recently_printed",
     }
 )
 
@@ -171,12 +179,50 @@ def turning_adult(now: datetime.datetime, within_days: int) -> Q:
     )
 
 
-def _safety_whens(now: datetime.datetime) -> list[When]:
-    """Return the checks shared by both actions, after the action's own."""
+# The safety checks about the email address, which do not apply to letters.
+EMAIL_CHECKS = frozenset(
+    {"no_email", "invalid_email", "shared_email", "email_changed", "delivery_failed"}
+)
+
+
+def _safety_whens(now: datetime.datetime, *, email: bool = True) -> list[When]:
+    """Return the checks shared by every action, after the action's own.
+
+    Without EMAIL, the checks of the patient's address are left out, for
+    letters, which are printed rather than emailed.
+    """
     return [
         When(condition, then=Value(reason))
         for reason, condition in safety_conditions(now).items()
+        if email or reason not in EMAIL_CHECKS
     ]
+
+
+def _letter_whens(now: datetime.datetime, *, allow_resend: bool) -> list[When]:
+    """Return the checks before printing an activation letter, in order.
+
+    A patient with a usable address gets an emailed invitation instead,
+    unless ACTIVATION_CODE_REQUIRED requires a letter as well as the email.
+    """
+    whens = [
+        When(deceased=True, then=Value("deceased")),
+        When(active=False, then=Value("inactive")),
+        When(portal_access=False, then=Value("access_not_enabled")),
+        When(user__isnull=False, then=Value("account_exists")),
+    ]
+    if not settings.ACTIVATION_CODE_REQUIRED:
+        whens.append(When(~Q(email="") & Q(email_valid=True), then=Value("has_email")))
+    whens += _safety_whens(now, email=False)
+    if not allow_resend:
+        recent_letter = Invitation.objects.filter(
+            patient=OuterRef("pk"),
+            channel=Invitation.Channel.LETTER,
+            status=Invitation.Status.PENDING,
+            created_at__gte=_recent_invitation_cutoff(now),
+            expires_at__gt=now,
+        )
+        whens.append(When(Exists(recent_letter), then=Value("recently_printed")))
+    return whens
 
 
 def annotate_reason(
@@ -188,8 +234,8 @@ def annotate_reason(
 ):
     """Annotate each patient with ``skip_reason``: a key of SKIP_REASONS, or "eligible".
 
-    ``allow_resend`` drops the "recently invited" reason, for a deliberate
-    resend to one patient from their portal page.
+    ``allow_resend`` drops the "recently invited" and "recently printed"
+    reasons, for a deliberate resend to one patient from their portal page.
     """
     now = now or timezone.now()
     if action == ENABLE:
@@ -202,6 +248,7 @@ def annotate_reason(
     elif action == INVITE:
         recent_invitation = Invitation.objects.filter(
             patient=OuterRef("pk"),
+            channel=Invitation.Channel.EMAIL,
             status=Invitation.Status.PENDING,
             created_at__gte=_recent_invitation_cutoff(now),
             expires_at__gt=now,
@@ -217,6 +264,8 @@ def annotate_reason(
             whens.append(
                 When(Exists(recent_invitation), then=Value("recently_invited"))
             )
+    elif action == LETTER:
+        whens = _letter_whens(now, allow_resend=allow_resend)
     else:
         raise ValueError(f"Unknown bulk action {action!r}; use one of {list(ACTIONS)}.")
     return patients.annotate(
