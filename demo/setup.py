@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import transaction
 from django.test.utils import override_settings
@@ -22,7 +22,9 @@ from imports.services import import_patients
 from invitations import delivery
 from invitations.models import Invitation
 from invitations.services import accept_invitation, send_invitations
+from patients import roles
 from patients.models import Patient
+from patients.roles import ensure_roles
 from patients.services import enable_access, record_patient_login
 
 logger = logging.getLogger(__name__)
@@ -30,14 +32,6 @@ logger = logging.getLogger(__name__)
 # The import source of the demo practice's patients.
 DEMO_SOURCE = "demo"
 STAFF_USERNAME = "frontdesk"
-STAFF_GROUP = "Front desk"
-STAFF_PERMISSIONS = [
-    "enable_portal_access",
-    "send_portal_invitation",
-    "change_portal_username",
-    "change_patient_email",
-    "override_safety_check",
-]
 
 # Shares of the living, active patients with a valid email address that the
 # seed moves to each state. Each state includes the ones after it, so 45%
@@ -77,22 +71,14 @@ def is_fresh() -> bool:
 def reset_staff_user(password: str | None = None) -> tuple[object, str]:
     """Create or update the front-desk login with a new password.
 
-    Returns the user and the password. The user is staff, in the "Front desk"
-    group with every permission of the onboarding and audit pages, and any
-    login lockout on it is lifted.
+    Returns the user and the password. The user is staff with the
+    administrator role, so that every page can be tried, and any login
+    lockout on it is lifted.
     """
     from axes.utils import reset as reset_lockouts
 
-    group, _ = Group.objects.get_or_create(name=STAFF_GROUP)
-    # The demo login may do everything, so that every page can be tried.
-    group.permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="patients", codename__in=STAFF_PERMISSIONS
-        )
-        | Permission.objects.filter(
-            content_type__app_label="audit", codename="view_auditevent"
-        )
-    )
+    ensure_roles()
+    group = Group.objects.get(name=roles.ADMINISTRATOR)
 
     password = password or secrets.token_urlsafe(12)
     user, _ = get_user_model().objects.get_or_create(username=STAFF_USERNAME)

@@ -212,9 +212,9 @@ def record_patient_login(user, *, logged_out: bool = False) -> None:
 
 
 @transaction.atomic
-def record_staff_login(user) -> None:
-    """Audit a staff member's login to the staff pages."""
-    record(AuditEvent.Action.STAFF_LOGIN, actor=user)
+def record_staff_login(user, **detail) -> None:
+    """Audit a staff member's login to the staff pages; DETAIL goes into the record."""
+    record(AuditEvent.Action.STAFF_LOGIN, actor=user, **detail)
 
 
 @transaction.atomic

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from patients import views
+from patients import letter_views, twofactor_views, views
 
 urlpatterns = [
     path("", views.onboarding, name="onboarding"),
@@ -14,6 +14,21 @@ urlpatterns = [
     path("patients/<int:pk>/email/", views.patient_email, name="patient-email"),
     path("patients/<int:pk>/access/", views.patient_access, name="patient-access"),
     path("patients/<int:pk>/invite/", views.patient_invite, name="patient-invite"),
+    path(
+        "patients/<int:pk>/letter/",
+        letter_views.patient_letter,
+        name="patient-letter",
+    ),
     path("staff/login/", views.staff_login, name="staff-login"),
+    path(
+        "staff/login/code/",
+        twofactor_views.staff_login_code,
+        name="staff-login-code",
+    ),
+    path(
+        "staff/login/authenticator/",
+        twofactor_views.staff_two_factor_enrol,
+        name="staff-two-factor-enrol",
+    ),
     path("staff/logout/", views.staff_logout, name="staff-logout"),
 ]

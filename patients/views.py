@@ -15,6 +15,7 @@ from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,9 +24,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.models import AuditEvent
+from audit.services import record
 from config.redirects import next_url
 from invitations.services import send_invitation as send_one_invitation
-from patients import actions, bulk
+from patients import actions, bulk, letter_pages, twofactor
 from patients.filters import (
     DEFAULT_SORT,
     SORT_FIELDS,
@@ -55,7 +58,8 @@ def staff_required(view):
     """Let staff users through, send anonymous users to the staff login, 403 others.
 
     A logged-in patient gets 403 rather than a redirect to a login page they
-    are already past, which would loop.
+    are already past, which would loop. With STAFF_TWO_FACTOR on, a staff
+    session that has not yet entered its code is sent to the code page.
     """
 
     @functools.wraps(view)
@@ -66,10 +70,28 @@ def staff_required(view):
             logger.warning(
                 "Non-staff user %s was denied %s", request.user.pk, request.path
             )
+            _record_refusal(request, "not staff")
             raise PermissionDenied("Only practice staff can open this page.")
+        second_step = twofactor.unverified_redirect(request)
+        if second_step is not None:
+            return second_step
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def _record_refusal(request, reason: str, **detail) -> None:
+    """Audit a refused request in its own transaction, which the 403 leaves alone."""
+    with transaction.atomic():
+        record(
+            AuditEvent.Action.DENIED,
+            actor=request.user if request.user.is_authenticated else None,
+            outcome=AuditEvent.Outcome.FAILURE,
+            method=request.method,
+            path=request.path[:200],
+            reason=reason,
+            **detail,
+        )
 
 
 def _require_permission(request, permission: str) -> None:
@@ -80,6 +102,7 @@ def _require_permission(request, permission: str) -> None:
             permission,
             request.path,
         )
+        _record_refusal(request, "missing permission", permission=permission)
         raise PermissionDenied(f"This action needs the {permission} permission.")
 
 
@@ -114,6 +137,9 @@ def staff_login(request):
     if request.method == "POST" and form.is_valid():
         user = form.get_user()
         auth_login(request, user)
+        if twofactor.is_required():
+            # Audited as a login once the code from the second step matches.
+            return redirect(twofactor.start(request, user))
         record_staff_login(user)
         return redirect(next_url(request, "onboarding"))
 
@@ -222,6 +248,8 @@ def bulk_action(request):
         return redirect(list_url)
 
     result = actions.run(claimed, patients, actor=request.user)
+    if action == bulk.LETTER:
+        return letter_pages.bulk_letters_page(request, result, back_url=list_url)
     messages.success(request, actions.result_message(result))
     return redirect(list_url)
 
@@ -316,6 +344,7 @@ def _render_portal_page(
         "can_enable": request.user.has_perm("patients.enable_portal_access"),
         "can_invite": request.user.has_perm("patients.send_portal_invitation"),
         "can_change_username": request.user.has_perm("patients.change_portal_username"),
+        **letter_pages.portal_page_context(patient),
     }
     return render(request, "patients/portal_page.html", context, status=status)
 

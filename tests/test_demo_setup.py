@@ -105,16 +105,18 @@ def test_setup_emails_invitations_to_mailbox(demo_settings, tmp_path):
     assert {m.to for m in stored} == set(sent.values_list("email", flat=True))
 
 
-def test_setup_creates_front_desk_login(demo_settings, tmp_path):
+def test_setup_creates_administrator_login(demo_settings, tmp_path):
     _, password = run_setup(tmp_path)
     user = get_user_model().objects.get(username="frontdesk")
 
     assert user.is_staff
     assert not user.is_superuser
-    assert user.groups.filter(name="Front desk").exists()
+    assert user.groups.filter(name="Administrator").exists()
     assert user.has_perm("patients.enable_portal_access")
     assert user.has_perm("patients.send_portal_invitation")
     assert user.has_perm("patients.change_portal_username")
+    assert user.has_perm("patients.override_safety_check")
+    assert user.has_perm("audit.view_auditevent")
     assert can_log_in(password)
 
 

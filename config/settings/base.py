@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks_db",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "audit",
     "patients",
     "imports",
@@ -48,7 +50,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Tells whether the session's staff user has entered a code from their
+    # authenticator app (request.user.is_verified()).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After the messages middleware, so that it can say why a session ended.
+    "config.session_limits.SessionLimitMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Returns 429 to a client locked out by failed logins. Keep it last.
     "axes.middleware.AxesMiddleware",
@@ -156,9 +163,23 @@ AXES_CLIENT_STR_CALLABLE = "portal.ratelimit.describe_login_client"
 LOGIN_URL = "staff-login"
 LOGIN_REDIRECT_URL = "onboarding"
 
+# Staff log in with their password and then a six-digit code from an
+# authenticator app (TOTP). A staff user without an app sets one up at login.
+STAFF_TWO_FACTOR = env_bool("STAFF_TWO_FACTOR", True)
+# After each wrong code the next one is checked only after a wait that doubles:
+# 1, 2, 4, 8 ... seconds. A correct code resets it.
+OTP_TOTP_THROTTLE_FACTOR = 1
+# The name that authenticator apps show beside the staff member's username.
+OTP_TOTP_ISSUER = PRACTICE_NAME
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = 12 * 60 * 60
+# Sessions end on the server after this long without a request, and in any
+# case this many hours after login.
+STAFF_IDLE_MINUTES = env_int("STAFF_IDLE_MINUTES", 15, minimum=1)
+PATIENT_IDLE_MINUTES = env_int("PATIENT_IDLE_MINUTES", 30, minimum=1)
+SESSION_MAX_HOURS = env_int("SESSION_MAX_HOURS", 12, minimum=1)
+SESSION_COOKIE_AGE = SESSION_MAX_HOURS * 60 * 60
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -200,6 +221,11 @@ OWN_ACCOUNT_MIN_AGE = env_int("OWN_ACCOUNT_MIN_AGE", 12, minimum=0)
 # Days after an email change during which the new address needs an override.
 EMAIL_CHANGE_HOLD_DAYS = env_int("EMAIL_CHANGE_HOLD_DAYS", 14)
 INVITATION_MAX_DOB_ATTEMPTS = env_int("INVITATION_MAX_DOB_ATTEMPTS", 5, minimum=1)
+# Days the activation code of a printed letter works.
+ACTIVATION_LETTER_VALID_DAYS = env_int("ACTIVATION_LETTER_VALID_DAYS", 30, minimum=1)
+# When true, an emailed invitation link is not enough: after the date of birth
+# the patient also types the code from an activation letter printed for them.
+ACTIVATION_CODE_REQUIRED = env_bool("ACTIVATION_CODE_REQUIRED", False)
 # Date-of-birth checks, and forgot-password or forgot-username requests, that
 # one client address may make per window; more get 429 until the window ends.
 # NOTE: the counters live in the default cache, which is per process unless

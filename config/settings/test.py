@@ -13,6 +13,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 PORTAL_BASE_URL = "http://portal.test"
 PRACTICE_NAME = "Riverside Family Practice"
+# Tests log staff in with a password only. The two-factor tests turn it on.
+STAFF_TWO_FACTOR = False
 STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
