@@ -77,6 +77,7 @@ class AuditEvent(models.Model):
         DENIED = "denied", "Action refused"
         USERNAME_CHANGE = "username_change", "Username changed"
         EMAIL_CHANGE = "email_change", "Email address changed"
+        EMAIL_CHANGE_REQUEST = "email_change_request", "Email change requested"
         PASSWORD_RESET = "password_reset", "Password reset"
         USERNAME_REMINDER = "username_reminder", "Username reminder"
         OVERRIDE = "override", "Safety check overridden"

@@ -79,3 +79,18 @@ def account_created_email(user):
         "login_link": settings.PORTAL_BASE_URL + reverse("portal-login"),
     }
     return build_email("account_created", context, recipient)
+
+
+def email_change_confirmation(change):
+    """Build the email that asks the new address to confirm an email change.
+
+    Raises InvalidRecipient when the new address cannot be used.
+    """
+    recipient = check_recipient(change.new_email)
+    path = reverse("portal-email-confirm-link", args=[change.token])
+    context = {
+        "practice_name": settings.PRACTICE_NAME,
+        "link": settings.PORTAL_BASE_URL + path,
+        "expires_at": change.expires_at,
+    }
+    return build_email("email_change_confirm", context, recipient)

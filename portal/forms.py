@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
 from django.utils import timezone
 
+from patients.models import normalize_email
 from patients.services import normalize_username, validate_username
 
 # Month names and their usual abbreviations, so "May", "sept" and "Sep." work.
@@ -174,3 +175,34 @@ class ForgotUsernameForm(forms.Form):
         max_length=320,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
+
+
+class EmailChangeForm(forms.Form):
+    """A new email address, with the current password as proof of identity."""
+
+    email = forms.EmailField(
+        label="New email address",
+        max_length=320,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    password = forms.CharField(
+        label="Your current password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your current password.")
+        return password
+
+    def clean_email(self) -> str:
+        address = self.cleaned_data["email"]
+        if normalize_email(address) == self.user.patient.email_normalized:
+            raise forms.ValidationError("This is already your email address.")
+        return address

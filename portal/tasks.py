@@ -81,3 +81,25 @@ def send_account_created(user_id: int) -> None:
         return
     mailers.default.send_messages([message])
     logger.info("Account notice sent for user %s", user_id)
+
+
+@task
+def send_email_change_confirmation(request_id: int) -> None:
+    """Email the confirmation link for an email change to the new address."""
+    from portal.models import EmailChangeRequest
+
+    change = (
+        EmailChangeRequest.objects.select_related("patient")
+        .filter(pk=request_id)
+        .first()
+    )
+    if change is None or not change.is_usable:
+        logger.info("Email change confirmation %s not sent: replaced", request_id)
+        return
+    try:
+        message = emails.email_change_confirmation(change)
+    except InvalidRecipient:
+        logger.warning("Email change confirmation %s not sent: invalid", request_id)
+        return
+    mailers.default.send_messages([message])
+    logger.info("Email change confirmation %s sent", request_id)

@@ -3,6 +3,14 @@ from django.urls import path
 from portal import views
 
 urlpatterns = [
+    path("email/", views.email_change, name="portal-email-change"),
+    path("email/sent/", views.email_change_sent, name="portal-email-sent"),
+    path("email/confirm/", views.email_change_confirm, name="portal-email-confirm"),
+    path(
+        "email/confirm/<str:token>/",
+        views.email_change_link,
+        name="portal-email-confirm-link",
+    ),
     path("", views.portal_home, name="portal-home"),
     path("login/", views.portal_login, name="portal-login"),
     path("logout/", views.portal_logout, name="portal-logout"),

@@ -32,6 +32,7 @@ from patients.models import Appointment
 from patients.services import record_patient_login
 from portal import services
 from portal.forms import (
+    EmailChangeForm,
     ForgotUsernameForm,
     PasswordResetRequestForm,
     PatientAuthenticationForm,
@@ -190,3 +191,55 @@ def forgot_username(request):
 @require_GET
 def forgot_username_sent(request):
     return render(request, "portal/forgot_username_sent.html")
+
+
+# Changing the email address
+
+# The session key for the id of the email change whose link was opened.
+EMAIL_CHANGE_OPENED = "portal_email_change_id"
+
+
+@sensitive_post_parameters("password")
+@patient_required
+def email_change(request):
+    form = EmailChangeForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if not count_attempt(request, "email-change"):
+            return too_many_attempts(request)
+        if form.is_valid():
+            services.request_email_change(request.user, form.cleaned_data["email"])
+            return redirect("portal-email-sent")
+    return render(request, "portal/email_change.html", {"form": form})
+
+
+@require_GET
+@patient_required
+def email_change_sent(request):
+    return render(request, "portal/email_change_sent.html")
+
+
+@require_GET
+def email_change_link(request, token: str):
+    """Remember which change the link names, and take the token out of the address.
+
+    Opening the link changes nothing, because mail scanners open links too;
+    the patient confirms with a button on the next page.
+    """
+    change = services.find_email_change(token)
+    request.session[EMAIL_CHANGE_OPENED] = change.pk if change else None
+    response = redirect("portal-email-confirm")
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@patient_required
+def email_change_confirm(request):
+    change = services.opened_email_change(request.session.get(EMAIL_CHANGE_OPENED))
+    if change is None or change.patient.user_id != request.user.pk:
+        return render(request, "portal/email_change_dead.html", status=404)
+    if request.method == "POST":
+        services.confirm_email_change(change, user=request.user)
+        request.session.pop(EMAIL_CHANGE_OPENED, None)
+        messages.success(request, "Your email address was changed.")
+        return redirect("portal-home")
+    return render(request, "portal/email_change_confirm.html", {"change": change})
