@@ -5,7 +5,11 @@ import datetime
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
+from django.contrib.auth.forms import (
+    AuthenticationForm,
+    SetPasswordForm,
+    SetPasswordMixin,
+)
 from django.utils import timezone
 
 from patients.models import normalize_email
@@ -206,3 +210,27 @@ class EmailChangeForm(forms.Form):
         if normalize_email(address) == self.user.patient.email_normalized:
             raise forms.ValidationError("This is already your email address.")
         return address
+
+
+class ResetPasswordForm(DateOfBirthForm, SetPasswordForm):
+    """A new password from a reset link, after the patient's date of birth.
+
+    The date of birth is asked for as in an invitation, so that whoever else
+    reads a shared mailbox cannot take over the account from the link.
+    """
+
+    field_order = ["month", "day", "year", "new_password1", "new_password2"]
+
+    def clean(self):
+        cleaned = super().clean()
+        birth_date = cleaned.get("birth_date")
+        patient = getattr(self.user, "patient", None)
+        if birth_date is not None and (
+            patient is None or patient.birth_date != birth_date
+        ):
+            raise forms.ValidationError(
+                "That date of birth does not match the practice's records. "
+                "Check it and try again.",
+                code="birth_date_mismatch",
+            )
+        return cleaned

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
-from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.auth.tokens import default_token_generator
 from django.contrib.auth.views import (
     INTERNAL_RESET_SESSION_TOKEN,
@@ -36,6 +35,7 @@ from portal.forms import (
     ForgotUsernameForm,
     PasswordResetRequestForm,
     PatientAuthenticationForm,
+    ResetPasswordForm,
     is_patient_user,
 )
 from portal.ratelimit import count_attempt, too_many_attempts
@@ -136,7 +136,7 @@ class PatientPasswordResetConfirmView(PasswordResetConfirmView):
     saving the user itself, and treats a staff account's link as invalid.
     """
 
-    form_class = SetPasswordForm
+    form_class = ResetPasswordForm
     template_name = "portal/password_reset_confirm.html"
     success_url = reverse_lazy("portal-password-reset-complete")
     token_generator = default_token_generator
@@ -146,6 +146,12 @@ class PatientPasswordResetConfirmView(PasswordResetConfirmView):
         if user is None or not is_patient_user(user):
             return None
         return user
+
+    def post(self, request, *args, **kwargs):
+        # Each try at the date of birth counts, as on the invitation page.
+        if self.validlink and not count_attempt(request, "reset-birth-date"):
+            return too_many_attempts(request)
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
         services.complete_password_reset(form.user, form.cleaned_data["new_password1"])

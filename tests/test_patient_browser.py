@@ -92,6 +92,10 @@ def test_patient_chooses_new_password_from_reset_link(
 
     page.goto(f"{live_server.url}{path}")
     page.wait_for_url(f"{live_server.url}/portal/password-reset/*/set-password/")
+    born = patient_with_account.birth_date
+    page.fill("input[name=month]", str(born.month))
+    page.fill("input[name=day]", str(born.day))
+    page.fill("input[name=year]", str(born.year))
     page.fill("input[name=new_password1]", PASSWORD)
     page.fill("input[name=new_password2]", PASSWORD)
     page.click("button[type=submit]")

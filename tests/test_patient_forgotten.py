@@ -16,6 +16,8 @@ IMMEDIATE_TASKS = {
     "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}
 }
 NEW_PASSWORD = "lantern-orchard-river-7"
+# The date of birth of patient_with_account, which a reset link asks for.
+BORN = {"month": "5", "day": "17", "year": "1980"}
 RESET_LINK = re.compile(r"http://portal\.test/portal/password-reset/[^/\s]+/[^/\s]+/")
 
 
@@ -155,7 +157,7 @@ def test_reset_link_sets_new_password(client, patient_with_account, immediate_ta
 
     done = client.post(
         opened.url,
-        {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        {**BORN, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
     )
 
     assert done.url == reverse("portal-password-reset-complete")
@@ -176,7 +178,8 @@ def test_reset_link_works_once(client, patient_with_account, immediate_tasks):
     link = reset_link_from(mail.outbox[0]).removeprefix("http://portal.test")
     opened = client.get(link)
     client.post(
-        opened.url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+        opened.url,
+        {**BORN, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
     )
 
     again = Client().get(link)
@@ -191,7 +194,8 @@ def test_reset_rejects_weak_password(client, patient_with_account, immediate_tas
     opened = client.get(link)
 
     response = client.post(
-        opened.url, {"new_password1": "password1234", "new_password2": "password1234"}
+        opened.url,
+        {**BORN, "new_password1": "password1234", "new_password2": "password1234"},
     )
 
     assert response.status_code == 200
@@ -208,10 +212,50 @@ def test_reset_rejects_patients_own_name(client, patient_with_account, immediate
     # The patient's given name and family name are Chidi Okafor.
     weak = "okafor chidi born 1980"
 
-    response = client.post(opened.url, {"new_password1": weak, "new_password2": weak})
+    response = client.post(
+        opened.url, {**BORN, "new_password1": weak, "new_password2": weak}
+    )
 
     assert response.status_code == 200
     assert "contains your name" in response.text
+    user = patient_with_account.user
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_reset_needs_the_date_of_birth(client, patient_with_account, immediate_tasks):
+    ask_reset(client, "chidi")
+    link = reset_link_from(mail.outbox[0]).removeprefix("http://portal.test")
+    opened = client.get(link)
+    wrong = {"month": "5", "day": "18", "year": "1980"}
+
+    response = client.post(
+        opened.url,
+        {**wrong, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 200
+    assert "does not match the practice" in response.text
+    user = patient_with_account.user
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_reset_birth_date_guessing_is_limited(
+    client, patient_with_account, immediate_tasks, settings
+):
+    settings.PATIENT_ATTEMPT_LIMIT = 3
+    ask_reset(client, "chidi")
+    link = reset_link_from(mail.outbox[0]).removeprefix("http://portal.test")
+    opened = client.get(link)
+    wrong = {"month": "1", "day": "1", "year": "1990"}
+    fields = {**wrong, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    for _ in range(3):
+        client.post(opened.url, fields)
+
+    response = client.post(opened.url, {**fields, **BORN})
+
+    assert response.status_code == 429
     user = patient_with_account.user
     user.refresh_from_db()
     assert user.check_password(PASSWORD)

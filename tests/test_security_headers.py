@@ -207,7 +207,14 @@ def test_password_reset_pages(client, patient_with_account):
     opened = client.get(link)
     choose = client.get(opened.url)
     chosen = client.post(
-        opened.url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+        opened.url,
+        {
+            "month": "5",
+            "day": "17",
+            "year": "1980",
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
     )
     complete = client.get(chosen.url)
 
@@ -368,6 +375,9 @@ def test_patient_pages_break_no_policy_in_browser(browser, browser_world):
         reset_path = password_reset_link(account).removeprefix(PORTAL_BASE_URL)
         tab.goto(base_url + reset_path)
         tab.wait_for_url(f"{base_url}/portal/password-reset/*/set-password/")
+        tab.fill("input[name=month]", str(BIRTH_DATE.month))
+        tab.fill("input[name=day]", str(BIRTH_DATE.day))
+        tab.fill("input[name=year]", str(BIRTH_DATE.year))
         tab.fill("input[name=new_password1]", NEW_PASSWORD + "x")
         tab.fill("input[name=new_password2]", NEW_PASSWORD + "x")
         tab.click("button[type=submit]")
