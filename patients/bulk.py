@@ -243,7 +243,9 @@ def annotate_reason(
             When(deceased=True, then=Value("deceased")),
             When(active=False, then=Value("inactive")),
             When(portal_access=True, then=Value("already_enabled")),
-            *_safety_whens(now),
+            # Enabling access sends nothing, so the address is checked only
+            # before an invitation goes out; a letter needs access without one.
+            *_safety_whens(now, email=False),
         ]
     elif action == INVITE:
         recent_invitation = Invitation.objects.filter(
@@ -292,16 +294,66 @@ def skip_reason(
     return annotated.values_list("skip_reason", flat=True).get()
 
 
-class SafetyCheckFailed(ValueError):
-    """Raised when a safety check skips the patient; the message is its label."""
+def failing_checks(
+    patient_id: int,
+    action: str,
+    now: datetime.datetime | None = None,
+    *,
+    allow_resend: bool = False,
+    lock: bool = False,
+) -> list[str]:
+    """Return every check that stops ACTION for one patient, in checking order.
 
-    def __init__(self, reason: str):
-        super().__init__(SKIP_REASONS[reason])
-        self.reason = reason
+    The checks that cannot be overridden come first in that order, so when
+    the first one found can be overridden, the list names all that apply,
+    and an override sets them aside together.
+    """
+    now = now or timezone.now()
+    first = skip_reason(patient_id, action, now, allow_resend=allow_resend, lock=lock)
+    if first == ELIGIBLE:
+        return []
+    if first not in OVERRIDABLE:
+        return [first]
+    patient = Patient.objects.filter(pk=patient_id)
+    email_checked = action == INVITE
+    others = [
+        reason
+        for reason, condition in safety_conditions(now).items()
+        if reason in OVERRIDABLE
+        and reason != first
+        and (email_checked or reason not in EMAIL_CHECKS)
+        and patient.filter(condition).exists()
+    ]
+    return [first, *others]
+
+
+def blocked(patient_id: int, action: str) -> dict | None:
+    """Describe what stops ACTION for one patient on their page, or return None.
+
+    The result has the reasons' "label" joined for display and whether an
+    override may set them all aside.
+    """
+    reasons = failing_checks(patient_id, action, allow_resend=True)
+    if not reasons:
+        return None
+    return {
+        "reasons": reasons,
+        "label": "; ".join(SKIP_REASONS[reason] for reason in reasons),
+        "overridable": all(reason in OVERRIDABLE for reason in reasons),
+    }
+
+
+class SafetyCheckFailed(ValueError):
+    """Raised when safety checks skip the patient; the message lists their labels."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(SKIP_REASONS[reason] for reason in reasons))
+        self.reasons = reasons
+        self.reason = reasons[0]
 
     @property
     def overridable(self) -> bool:
-        return self.reason in OVERRIDABLE
+        return all(reason in OVERRIDABLE for reason in self.reasons)
 
 
 def pass_safety_check(
@@ -310,28 +362,29 @@ def pass_safety_check(
     """Check one patient before ACTION, or raise SafetyCheckFailed.
 
     With OVERRIDE, the reason typed by an ACTOR who has the override
-    permission, an overridable check is set aside and the override is
-    audited. The caller runs this inside the transaction of the action.
+    permission, overridable checks are set aside together and the override
+    is audited with each of them. The caller runs this inside the
+    transaction of the action.
     """
-    reason = skip_reason(patient_id, action, lock=True, **options)
-    if reason == ELIGIBLE:
+    reasons = failing_checks(patient_id, action, lock=True, **options)
+    if not reasons:
         return
     override = override.strip()
     may_override = (
         override
-        and reason in OVERRIDABLE
+        and all(reason in OVERRIDABLE for reason in reasons)
         and actor is not None
         and actor.has_perm(OVERRIDE_PERMISSION)
     )
     if not may_override:
-        raise SafetyCheckFailed(reason)
+        raise SafetyCheckFailed(reasons)
     record(
         AuditEvent.Action.OVERRIDE,
         actor=actor,
         patient=Patient.objects.get(pk=patient_id),
         attempted=action,
-        check=reason,
-        reason=override[:OVERRIDE_REASON_MAX],
+        checks=reasons,
+        reason=override,
     )
 
 

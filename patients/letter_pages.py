@@ -21,11 +21,8 @@ from patients import actions, bulk
 
 def portal_page_context(patient) -> dict:
     """Return what the patient's portal page needs for its letter button."""
-    reason = bulk.skip_reason(patient.pk, bulk.LETTER, allow_resend=True)
-    blocked = None if reason == bulk.ELIGIBLE else reason
     return {
-        "letter_blocked": blocked,
-        "letter_blocked_reason": bulk.SKIP_REASONS.get(blocked),
+        "letter_blocked": bulk.blocked(patient.pk, bulk.LETTER),
         "letter_key": actions.new_idempotency_key(),
         "code_required": settings.ACTIVATION_CODE_REQUIRED,
     }

@@ -16,6 +16,7 @@ from invitations.letters import print_letter
 from patients import actions, bulk
 from patients.letter_pages import letters_page
 from patients.views import (
+    OverrideInvalid,
     _get_patient_for_user,
     _override_text,
     _require_permission,
@@ -42,7 +43,11 @@ def patient_letter(request, pk: int):
             "“Print an activation letter” button on this page.",
         )
         return redirect(back)
-    override = _override_text(request)
+    try:
+        override = _override_text(request)
+    except OverrideInvalid as error:
+        messages.error(request, f"No letter was printed: {error}")
+        return redirect(back)
     claimed = actions.claim(key, request.user, bulk.LETTER)
     if claimed is None:
         messages.info(

@@ -291,17 +291,30 @@ def _report_earlier_request(request, key: str) -> None:
 # A patient's portal page
 
 
-def _blocked_reason(patient: Patient, action: str) -> str | None:
-    """Return the key of the safety check that stops ACTION for one patient."""
-    reason = bulk.skip_reason(patient.pk, action, allow_resend=True)
-    return None if reason == bulk.ELIGIBLE else reason
+class OverrideInvalid(ValueError):
+    """Raised for an override reason that is blank or too long."""
 
 
 def _override_text(request) -> str:
-    """Return the typed override reason, after checking the permission for it."""
-    text = request.POST.get("override", "").strip()
-    if text:
-        _require_permission(request, bulk.OVERRIDE_PERMISSION)
+    """Return the typed override reason, after checking the permission for it.
+
+    Raises OverrideInvalid when the override form was sent with a reason
+    that is blank or longer than OVERRIDE_REASON_MAX.
+    """
+    if "override" not in request.POST:
+        return ""
+    _require_permission(request, bulk.OVERRIDE_PERMISSION)
+    text = request.POST["override"].strip()
+    if not text:
+        raise OverrideInvalid(
+            "Type why this patient should be included anyway. The reason is kept "
+            "in the audit log."
+        )
+    if len(text) > bulk.OVERRIDE_REASON_MAX:
+        raise OverrideInvalid(
+            f"The reason has {len(text)} characters. Shorten it to "
+            f"{bulk.OVERRIDE_REASON_MAX} or fewer."
+        )
     return text
 
 
@@ -317,9 +330,9 @@ def _render_portal_page(
     )
     audit_events = patient.audit_events.all()
     state = patient.portal_state(invitations[0] if invitations else None)
-    invite_blocked = _blocked_reason(patient, bulk.INVITE)
+    invite_blocked = bulk.blocked(patient.pk, bulk.INVITE)
     enable_blocked = (
-        None if patient.portal_access else _blocked_reason(patient, bulk.ENABLE)
+        None if patient.portal_access else bulk.blocked(patient.pk, bulk.ENABLE)
     )
 
     context = {
@@ -332,10 +345,7 @@ def _render_portal_page(
         "audit_events": audit_events[:AUDIT_EVENTS_SHOWN],
         "audit_events_total": audit_events.count(),
         "invite_blocked": invite_blocked,
-        "invite_blocked_reason": bulk.SKIP_REASONS.get(invite_blocked),
         "enable_blocked": enable_blocked,
-        "enable_blocked_reason": bulk.SKIP_REASONS.get(enable_blocked),
-        "overridable": bulk.OVERRIDABLE,
         "can_override": request.user.has_perm(bulk.OVERRIDE_PERMISSION),
         "override_max": bulk.OVERRIDE_REASON_MAX,
         "username_form": username_form or UsernameForm(),
@@ -408,7 +418,11 @@ def patient_access(request, pk: int):
         )
         return redirect("patient-portal", pk=patient.pk)
     enabled = choice == "true"
-    override = _override_text(request)
+    try:
+        override = _override_text(request)
+    except OverrideInvalid as error:
+        messages.error(request, f"Portal access was not enabled: {error}")
+        return _render_portal_page(request, patient, status=400)
     try:
         set_access(patient, enabled, actor=request.user, override=override)
     except ValidationError as error:
@@ -431,7 +445,11 @@ def patient_invite(request, pk: int):
     _require_permission(request, "patients.send_portal_invitation")
     patient = _get_patient_for_user(request, pk)
 
-    override = _override_text(request)
+    try:
+        override = _override_text(request)
+    except OverrideInvalid as error:
+        messages.error(request, f"No invitation was sent: {error}")
+        return _render_portal_page(request, patient, status=400)
     try:
         send_one_invitation(patient, actor=request.user, override=override)
     except bulk.SafetyCheckFailed as error:

@@ -35,7 +35,7 @@ def test_plain_patient_is_eligible(action):
     assert _reason(patient, action) == bulk.ELIGIBLE
 
 
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", [bulk.INVITE])
 def test_address_of_another_patient_is_shared(action):
     mother = make_patient(given="Ana", email="family@example.org")
     son = make_patient(given="Luis", email="  Family@Example.ORG ")
@@ -44,7 +44,7 @@ def test_address_of_another_patient_is_shared(action):
     assert _reason(son, action) == "shared_email"
 
 
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", [bulk.INVITE])
 def test_address_of_a_practitioner_is_shared(action):
     make_practitioner(email="Dr.Ruiz@Clinic.example ")
     patient = make_patient(email="dr.ruiz@clinic.example")
@@ -52,7 +52,7 @@ def test_address_of_a_practitioner_is_shared(action):
     assert _reason(patient, action) == "shared_email"
 
 
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", [bulk.INVITE])
 def test_recent_email_change_is_held(action, settings):
     settings.EMAIL_CHANGE_HOLD_DAYS = 14
     recent = make_patient(given="Recent", email_changed_at=NOW - datetime.timedelta(13))
@@ -64,7 +64,7 @@ def test_recent_email_change_is_held(action, settings):
     assert _reason(settled, action) == bulk.ELIGIBLE
 
 
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", [bulk.INVITE])
 def test_failed_delivery_to_same_address(action):
     patient = make_patient(email="bounced@example.org")
     moved = make_patient(given="Moved", email="new@example.org")
@@ -150,19 +150,35 @@ def test_missing_birth_date_is_skipped(action):
 
 
 @pytest.mark.parametrize(
-    ("fields", "expected"),
+    ("action", "fields", "expected"),
     [
-        ({"deceased": True}, "deceased"),
-        ({"active": False}, "inactive"),
-        ({"email": ""}, "no_email"),
-        ({"email": "not an address"}, "invalid_email"),
+        (bulk.ENABLE, {"deceased": True}, "deceased"),
+        (bulk.INVITE, {"deceased": True}, "deceased"),
+        (bulk.ENABLE, {"active": False}, "inactive"),
+        (bulk.INVITE, {"active": False}, "inactive"),
+        (bulk.INVITE, {"email": ""}, "no_email"),
+        (bulk.INVITE, {"email": "not an address"}, "invalid_email"),
     ],
 )
-@pytest.mark.parametrize("action", ACTIONS)
 def test_record_facts_are_skipped(action, fields, expected):
     patient = make_patient(**fields)
 
     assert _reason(patient, action) == expected
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"email": ""},
+        {"email": "not an address"},
+        {"email_changed_at": NOW - datetime.timedelta(days=1)},
+    ],
+)
+def test_enabling_access_does_not_check_address(fields):
+    patient = make_patient(**fields)
+
+    assert _reason(patient, bulk.ENABLE) == bulk.ELIGIBLE
+    assert _reason(patient, bulk.INVITE) != bulk.ELIGIBLE
 
 
 def test_plan_counts_each_safety_reason():
@@ -172,10 +188,14 @@ def test_plan_counts_each_safety_reason():
     make_patient(given="Teen", birth_date=_born_years_ago(15))
     make_patient(given="Fine")
 
-    result = bulk.plan(Patient.objects.all(), bulk.ENABLE, NOW)
+    enable = bulk.plan(Patient.objects.all(), bulk.ENABLE, NOW)
+    Patient.objects.update(portal_access=True)
+    invite = bulk.plan(Patient.objects.all(), bulk.INVITE, NOW)
 
-    assert result.eligible == 1
-    assert result.skipped == {"shared_email": 2, "child": 1, "minor": 1}
+    assert enable.eligible == 3
+    assert enable.skipped == {"child": 1, "minor": 1}
+    assert invite.eligible == 1
+    assert invite.skipped == {"shared_email": 2, "child": 1, "minor": 1}
 
 
 def test_overridable_reasons_are_known():
@@ -190,3 +210,15 @@ def test_checks_use_the_current_day_by_default():
     annotated = bulk.annotate_reason(Patient.objects.filter(pk=patient.pk), "enable")
 
     assert annotated.values_list("skip_reason", flat=True).get() == "child"
+
+
+def test_every_overridable_check_is_listed():
+    make_patient(given="Parent", email="family@example.org")
+    teen = make_patient(
+        given="Teen", email="family@example.org", birth_date=_born_years_ago(15)
+    )
+    Patient.objects.filter(pk=teen.pk).update(portal_access=True)
+
+    reasons = bulk.failing_checks(teen.pk, bulk.INVITE, NOW)
+
+    assert reasons == ["minor", "shared_email"]

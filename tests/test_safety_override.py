@@ -69,7 +69,7 @@ def test_override_with_reason_invites_and_audits(
     assert override.actor == supervisor
     assert override.detail == {
         "attempted": "invite",
-        "check": "shared_email",
+        "checks": ["shared_email"],
         "reason": REASON,
     }
     assert AuditEvent.objects.filter(action=AuditEvent.Action.INVITE).count() == 1
@@ -84,8 +84,10 @@ def test_override_needs_permission(front_desk_client, shared_address):
 
 
 def test_blank_reason_overrides_nothing(supervisor_client, shared_address):
-    _invite(supervisor_client, shared_address, override="   ")
+    response = _invite(supervisor_client, shared_address, override="   ")
 
+    assert response.status_code == 400
+    assert "Type why this patient should be included anyway." in response.text
     assert not Invitation.objects.exists()
     assert not _overrides().exists()
 
@@ -115,7 +117,7 @@ def test_override_enables_access_for_minor(supervisor_client, supervisor):
     teen.refresh_from_db()
     assert teen.portal_access is True
     override = _overrides().get()
-    assert override.detail["check"] == "minor"
+    assert override.detail["checks"] == ["minor"]
     assert override.detail["attempted"] == "enable"
 
 
@@ -132,10 +134,36 @@ def test_minor_not_enabled_without_override(supervisor_client):
     assert "Portal access was not enabled: Minor" in response.text
 
 
-def test_long_reason_is_cut_in_audit(supervisor_client, shared_address):
-    _invite(supervisor_client, shared_address, override="x" * 2000)
+def test_long_reason_is_refused_with_limit(supervisor_client, shared_address):
+    response = _invite(supervisor_client, shared_address, override="x" * 2000)
 
-    assert len(_overrides().get().detail["reason"]) == bulk.OVERRIDE_REASON_MAX
+    assert response.status_code == 400
+    assert "The reason has 2000 characters. Shorten it to 500 or fewer." in (
+        response.text
+    )
+    assert not Invitation.objects.exists()
+    assert not _overrides().exists()
+
+
+def test_override_covers_every_check_and_audits_them(supervisor_client):
+    today = timezone.localdate()
+    make_patient(given="Parent", email="family@example.org")
+    teen = make_patient(
+        given="Teen",
+        email="family@example.org",
+        birth_date=bulk.years_before(today, 15),
+        portal_access=True,
+    )
+    page = supervisor_client.get(reverse("patient-portal", args=[teen.pk]))
+    assert (
+        "Skipped by a safety check: Minor (under the age of majority); Email "
+        "address shared with another patient or a practitioner." in page.text
+    )
+
+    _invite(supervisor_client, teen, override=REASON)
+
+    assert Invitation.objects.filter(patient=teen).count() == 1
+    assert _overrides().get().detail["checks"] == ["minor", "shared_email"]
 
 
 def test_page_offers_override_with_permission(supervisor_client, shared_address):
