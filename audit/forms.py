@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from patients.filters import is_valid_id
+from patients.filters import AsciiDateField, is_valid_id
 from patients.models import fold_name
 
 # Dates outside these years are typing mistakes, and the end of the range
@@ -22,7 +22,7 @@ def _date_field(label: str, help_text: str) -> forms.DateField:
         "%(value)s is out of range. Enter a date between "
         f"{EARLIEST_DATE:%Y-%m-%d} and {LATEST_DATE:%Y-%m-%d}."
     )
-    return forms.DateField(
+    return AsciiDateField(
         label=label,
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
@@ -116,7 +116,7 @@ def filter_events(data: dict, events=None):
         if word:
             events = events.filter(patient__search_name__contains=fold_name(word))
     if data.get("user"):
-        events = events.filter(actor_label=data["user"])
+        events = events.filter(actor_label__iexact=data["user"])
     if data.get("action"):
         events = events.filter(action=data["action"])
     if data.get("outcome"):

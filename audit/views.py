@@ -7,7 +7,6 @@ permission. Each export is itself recorded in the audit log.
 import logging
 from urllib.parse import urlencode
 
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import StreamingHttpResponse
@@ -19,7 +18,7 @@ from audit.exports import csv_chunks, detail_pairs, fhir_ndjson_chunks
 from audit.forms import AuditFilterForm, filter_events
 from audit.models import AuditEvent
 from audit.services import record
-from patients.views import staff_required
+from patients.views import require_permission, staff_required
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +34,8 @@ EXPORTS = {
 
 
 def _require_view_permission(request) -> None:
-    if not request.user.has_perm(PERMISSION):
-        logger.warning(
-            "User %s was denied %s at %s", request.user.pk, PERMISSION, request.path
-        )
-        raise PermissionDenied(f"The audit log needs the {PERMISSION} permission.")
+    # The same check as every staff action, so that a refusal is audited too.
+    require_permission(request, PERMISSION)
 
 
 def _render_log(request, form: AuditFilterForm, status: int = 200):

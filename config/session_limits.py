@@ -45,13 +45,15 @@ class SessionLimitMiddleware:
             now = time.time()
             started = request.session.get(STARTED, now)
             last_seen = request.session.get(LAST_SEEN, now)
-            idle = now - last_seen > _idle_limit_seconds(user)
+            # LAST_SEEN may be up to LAST_SEEN_PRECISION old, so the limit
+            # allows for that: a session ends at most that much late, never early.
+            idle = now - last_seen > _idle_limit_seconds(user) + LAST_SEEN_PRECISION
             too_old = now - started > settings.SESSION_MAX_HOURS * 3600
             if idle or too_old:
                 return self._end(request, user, idle)
             request.session.setdefault(STARTED, started)
             # Written at most once a minute, so that most requests do not
-            # save the session; the idle limit is then exact to a minute.
+            # save the session.
             if now - last_seen >= LAST_SEEN_PRECISION or LAST_SEEN not in (
                 request.session
             ):
@@ -63,7 +65,8 @@ class SessionLimitMiddleware:
         logout(request)
         if idle:
             minutes = _idle_limit_seconds(user) // 60
-            text = f"You were logged out after {minutes} minutes without activity."
+            unit = "minute" if minutes == 1 else "minutes"
+            text = f"You were logged out after {minutes} {unit} without activity."
         else:
             text = (
                 f"You were logged out because you logged in more than "

@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from demo.mailbox import list_messages, read_message
-from patients.views import staff_required
+from patients.views import require_permission, staff_required
 
 MESSAGES_PER_PAGE = 50
 
@@ -61,8 +61,14 @@ def link_portal_urls(text: str) -> SafeString:
     return mark_safe("".join(pieces))  # noqa: S308 - every piece is escaped above
 
 
+MAILBOX_PERMISSION = "patients.send_portal_invitation"
+
+
 @staff_required
 def mailbox(request):
+    # The mailbox shows working invitation links, so only staff who may
+    # invite can read it.
+    require_permission(request, MAILBOX_PERMISSION)
     folder = _mailbox_dir()
     page = Paginator(list_messages(folder), MESSAGES_PER_PAGE).get_page(
         request.GET.get("page")
@@ -79,6 +85,7 @@ def _message_or_404(key):
 
 @staff_required
 def mailbox_message(request, key):
+    require_permission(request, MAILBOX_PERMISSION)
     message = _message_or_404(key)
 
     response = render(
@@ -93,6 +100,7 @@ def mailbox_message(request, key):
 @xframe_options_sameorigin
 @staff_required
 def mailbox_message_html(request, key):
+    require_permission(request, MAILBOX_PERMISSION)
     message = _message_or_404(key)
     if not message.html:
         raise Http404("This message has no HTML part.")

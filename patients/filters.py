@@ -69,11 +69,37 @@ class TagChoiceField(forms.ModelMultipleChoiceField):
         return super()._check_values(value)
 
 
+class ProviderChoiceField(forms.ModelChoiceField):
+    """The provider filter; an id that is not ASCII digits in range is invalid."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and not is_valid_id(str(value)):
+            raise forms.ValidationError(
+                f"“{value}” is not one of the practice's providers. "
+                "Choose one from the list.",
+                code="invalid_choice",
+            )
+        return super().to_python(value)
+
+
+class AsciiDateField(forms.DateField):
+    """A date typed with ASCII digits, as the browser's date box sends it.
+
+    Python reads the digits of any script in a date, which the date box could
+    not then show, so the filter would apply without being visible.
+    """
+
+    def to_python(self, value):
+        if isinstance(value, str) and not value.isascii():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 def _appointment_date(label: str) -> forms.DateField:
     out_of_range = (
         f"Enter a date between {EARLIEST_DATE:%Y-%m-%d} and {LATEST_DATE:%Y-%m-%d}."
     )
-    return forms.DateField(
+    return AsciiDateField(
         label=label,
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
@@ -102,7 +128,7 @@ class PatientFilterForm(forms.Form):
         required=False,
         help_text="Patients with at least one of the selected tags.",
     )
-    provider = forms.ModelChoiceField(
+    provider = ProviderChoiceField(
         label="Primary provider",
         queryset=Practitioner.objects.all(),
         required=False,

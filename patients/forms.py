@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from patients.models import is_valid_email
+
 
 class StaffAuthenticationForm(AuthenticationForm):
     """The staff login; patients' accounts are rejected here."""
@@ -26,3 +28,12 @@ class UsernameForm(forms.Form):
 
 class EmailForm(forms.Form):
     email = forms.EmailField(label="New email address", max_length=320)
+
+    def clean_email(self) -> str:
+        address = self.cleaned_data["email"]
+        if not is_valid_email(address):
+            raise forms.ValidationError(
+                "This address contains an invisible or unusual character. "
+                "Type it again by hand."
+            )
+        return address

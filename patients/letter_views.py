@@ -19,7 +19,7 @@ from patients.views import (
     OverrideInvalid,
     _get_patient_for_user,
     _override_text,
-    _require_permission,
+    require_permission,
     staff_required,
 )
 
@@ -31,7 +31,7 @@ PERMISSION = actions.PERMISSIONS[bulk.LETTER]
 @staff_required
 @require_POST
 def patient_letter(request, pk: int):
-    _require_permission(request, PERMISSION)
+    require_permission(request, PERMISSION)
     patient = _get_patient_for_user(request, pk)
     back = reverse("patient-portal", args=[patient.pk])
 

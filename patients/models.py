@@ -26,6 +26,14 @@ def normalize_email(address: str) -> str:
 
 
 def is_valid_email(address: str) -> bool:
+    """Tell whether ADDRESS is one usable email address.
+
+    Invisible characters (Unicode control, format and separator characters,
+    such as a zero-width space) are refused even where the email validator
+    accepts them, because they make an address look like another one.
+    """
+    if any(unicodedata.category(char)[0] in "CZ" for char in address):
+        return False
     try:
         validate_email(address)
     except ValidationError:

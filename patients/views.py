@@ -94,7 +94,7 @@ def _record_refusal(request, reason: str, **detail) -> None:
         )
 
 
-def _require_permission(request, permission: str) -> None:
+def require_permission(request, permission: str) -> None:
     if not request.user.has_perm(permission):
         logger.warning(
             "User %s was denied %s at %s",
@@ -224,7 +224,7 @@ def bulk_action(request):
     if action not in bulk.ACTIONS:
         messages.error(request, "Choose Enable Portal Access or Send Portal Invite(s).")
         return redirect(list_url)
-    _require_permission(request, actions.PERMISSIONS[action])
+    require_permission(request, actions.PERMISSIONS[action])
 
     try:
         patients = actions.selected_patients(request.POST, filter_form)
@@ -303,7 +303,7 @@ def _override_text(request) -> str:
     """
     if "override" not in request.POST:
         return ""
-    _require_permission(request, bulk.OVERRIDE_PERMISSION)
+    require_permission(request, bulk.OVERRIDE_PERMISSION)
     text = request.POST["override"].strip()
     if not text:
         raise OverrideInvalid(
@@ -369,7 +369,7 @@ def patient_portal(request, pk: int):
 @staff_required
 @require_POST
 def patient_username(request, pk: int):
-    _require_permission(request, "patients.change_portal_username")
+    require_permission(request, "patients.change_portal_username")
     patient = _get_patient_for_user(request, pk)
 
     form = UsernameForm(request.POST)
@@ -388,25 +388,38 @@ def patient_username(request, pk: int):
 @staff_required
 @require_POST
 def patient_email(request, pk: int):
-    _require_permission(request, "patients.change_patient_email")
+    require_permission(request, "patients.change_patient_email")
     patient = _get_patient_for_user(request, pk)
 
     form = EmailForm(request.POST)
     if not form.is_valid():
         return _render_portal_page(request, patient, email_form=form, status=400)
+    had_address = bool(patient.email_normalized)
     revoked = change_email(patient, form.cleaned_data["email"], actor=request.user)
-    messages.success(
-        request,
-        "Email address changed. The old address was told, without a link; "
-        f"{revoked} pending invitation{'s' if revoked != 1 else ''} stopped working.",
-    )
+    text = "Email address changed."
+    if had_address:
+        text += " The old address was told, without a link."
+    if revoked:
+        text += (
+            f" {revoked} pending invitation{'s' if revoked != 1 else ''} "
+            "stopped working."
+        )
+    messages.success(request, text)
+    shared = bulk.safety_conditions(timezone.now())["shared_email"]
+    if Patient.objects.filter(pk=patient.pk).filter(shared).exists():
+        messages.warning(
+            request,
+            "Another patient or a practitioner has this address too, so "
+            "invitations skip this patient unless an administrator includes "
+            "them with a reason.",
+        )
     return redirect("patient-portal", pk=patient.pk)
 
 
 @staff_required
 @require_POST
 def patient_access(request, pk: int):
-    _require_permission(request, "patients.enable_portal_access")
+    require_permission(request, "patients.enable_portal_access")
     patient = _get_patient_for_user(request, pk)
 
     choice = request.POST.get("enabled", "")
@@ -442,7 +455,7 @@ def patient_access(request, pk: int):
 @staff_required
 @require_POST
 def patient_invite(request, pk: int):
-    _require_permission(request, "patients.send_portal_invitation")
+    require_permission(request, "patients.send_portal_invitation")
     patient = _get_patient_for_user(request, pk)
 
     try:

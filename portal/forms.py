@@ -12,7 +12,7 @@ from django.contrib.auth.forms import (
 )
 from django.utils import timezone
 
-from patients.models import normalize_email
+from patients.models import is_valid_email, normalize_email
 from patients.services import normalize_username, validate_username
 
 # Month names and their usual abbreviations, so "May", "sept" and "Sep." work.
@@ -207,6 +207,11 @@ class EmailChangeForm(forms.Form):
 
     def clean_email(self) -> str:
         address = self.cleaned_data["email"]
+        if not is_valid_email(address):
+            raise forms.ValidationError(
+                "This address contains an invisible or unusual character. "
+                "Type it again by hand."
+            )
         if normalize_email(address) == self.user.patient.email_normalized:
             raise forms.ValidationError("This is already your email address.")
         return address

@@ -417,6 +417,23 @@ def test_unknown_safety_check_is_an_error(front_desk_client):
     assert response.context["form"].errors["check"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("provider", "٤"),
+        ("provider", "99999999999999999999"),
+        ("appointment_after", "٢٠٢٦-12-05"),
+    ],
+)
+def test_non_ascii_or_huge_filter_value_is_an_error(front_desk_client, field, value):
+    make_patient()
+
+    response = _get(front_desk_client, **{field: value})
+
+    assert _listed_ids(response) == []
+    assert response.context["form"].errors[field]
+
+
 def test_filter_by_portal_state(front_desk_client):
     invited = make_patient(given="Invited", portal_access=True)
     _invitation(invited)

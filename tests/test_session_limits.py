@@ -27,7 +27,7 @@ def _patient_log_in(client):
     )
 
 
-@pytest.mark.parametrize(("minutes", "still_in"), [(14, True), (16, False)])
+@pytest.mark.parametrize(("minutes", "still_in"), [(14, True), (17, False)])
 def test_staff_idle_limit(client, front_desk, minutes, still_in):
     with _at(0):
         _staff_log_in(client)
@@ -50,7 +50,22 @@ def test_activity_keeps_staff_session(client, front_desk):
         assert response.status_code == 200
 
 
-@pytest.mark.parametrize(("minutes", "still_in"), [(29, True), (31, False)])
+def test_activity_within_limit_never_ends_session_early(client, front_desk, settings):
+    settings.STAFF_IDLE_MINUTES = 1
+    with _at(0):
+        _staff_log_in(client)
+    with _at(50 / 60):
+        assert client.get(reverse("onboarding")).status_code == 200
+    with _at(65 / 60):
+        assert client.get(reverse("onboarding")).status_code == 200
+
+    with _at(65 / 60 + 2.5):
+        response = client.get(reverse("onboarding"), follow=True)
+
+    assert "logged out after 1 minute without activity" in response.text
+
+
+@pytest.mark.parametrize(("minutes", "still_in"), [(29, True), (32, False)])
 def test_patient_idle_limit(client, patient_with_account, minutes, still_in):
     with _at(0):
         _patient_log_in(client)
@@ -83,7 +98,7 @@ def test_ended_session_is_gone_from_store(client, front_desk):
     with _at(0):
         _staff_log_in(client)
     key = client.session.session_key
-    with _at(16):
+    with _at(17):
         client.get(reverse("onboarding"))
 
     assert not Session.objects.filter(session_key=key).exists()

@@ -146,3 +146,16 @@ def test_patient_on_staff_page_is_audited(client, patient_with_account):
     event = AuditEvent.objects.get(action=AuditEvent.Action.DENIED)
     assert event.actor == patient_with_account.user
     assert event.detail["reason"] == "not staff"
+
+
+@pytest.mark.parametrize(
+    "path", ["/audit/", "/audit/export.csv", "/audit/export.ndjson"]
+)
+def test_refused_audit_view_is_audited(read_only_client, read_only, path):
+    response = read_only_client.get(path)
+
+    assert response.status_code == 403
+    event = AuditEvent.objects.get(action=AuditEvent.Action.DENIED)
+    assert event.actor == read_only
+    assert event.detail["permission"] == "audit.view_auditevent"
+    assert event.detail["path"] == path
