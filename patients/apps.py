@@ -8,6 +8,7 @@ class PatientsConfig(AppConfig):
     def ready(self):
         # Connects the receiver that starts a session's clock at login.
         import config.session_limits  # noqa: F401
+        import patients.checks  # noqa: F401
 
         # Sent after Django's own receiver has created the permissions of this
         # app and of the apps listed before it, which the roles use.

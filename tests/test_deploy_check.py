@@ -115,6 +115,15 @@ def test_deploy_check_still_warns_about_weak_settings(project, tmp_path):
     assert "security.W004" in completed.stderr
 
 
+def test_deploy_check_warns_without_staff_two_factor(project, tmp_path):
+    env = production_env(tmp_path, STAFF_TWO_FACTOR="false")
+
+    completed = run_deploy_check(project, env)
+
+    assert "patients.W001" in completed.stderr
+    assert "a staff password alone opens every" in completed.stderr
+
+
 def test_production_sends_hsts_over_https_only(project, tmp_path):
     headers = production_headers(project, production_env(tmp_path))
 
