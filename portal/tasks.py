@@ -16,22 +16,37 @@ from portal.services import patient_users
 logger = logging.getLogger(__name__)
 
 
+def _send(description: str, build) -> None:
+    """Build one email with BUILD() and send it; DESCRIPTION names it in the log.
+
+    An address that cannot be used is logged, without the address, and
+    nothing is sent.
+    """
+    try:
+        message = build()
+    except InvalidRecipient:
+        logger.warning("%s not sent: invalid address", description)
+        return
+    mailers.default.send_messages([message])
+    logger.info("%s sent", description)
+
+
+def _active_user(user_id: int):
+    return patient_users().select_related("patient").filter(pk=user_id).first()
+
+
 @task
 def send_password_reset(user_id: int) -> None:
     """Email a password reset link to the patient with this user id."""
-    user = patient_users().select_related("patient").filter(pk=user_id).first()
+    user = _active_user(user_id)
     if user is None:
         # Disabled or removed since the request; a link would not work anyway.
         logger.info("Password reset for user %s not sent: no active account", user_id)
         return
-
-    try:
-        message = emails.password_reset_email(user)
-    except InvalidRecipient:
-        logger.warning("Password reset for user %s not sent: invalid address", user_id)
-        return
-    mailers.default.send_messages([message])
-    logger.info("Password reset email sent for user %s", user_id)
+    _send(
+        f"Password reset email for user {user_id}",
+        lambda: emails.password_reset_email(user),
+    )
 
 
 @task
@@ -43,44 +58,32 @@ def send_username_reminder(user_ids: list[int]) -> None:
     if not users:
         logger.info("Username reminder for users %s not sent: no account", user_ids)
         return
-
-    try:
-        message = emails.username_reminder_email(users)
-    except InvalidRecipient:
-        logger.warning(
-            "Username reminder for users %s not sent: invalid address", user_ids
-        )
-        return
-    mailers.default.send_messages([message])
-    logger.info("Username reminder sent for users %s", user_ids)
+    _send(
+        f"Username reminder for users {user_ids}",
+        lambda: emails.username_reminder_email(users),
+    )
 
 
 @task
 def send_email_change_notice(patient_id: int, old_address: str) -> None:
     """Tell the old address that the patient's address changed, without any link."""
-    try:
-        message = emails.email_change_notice(old_address)
-    except InvalidRecipient:
-        logger.info("Email change notice for patient %s not sent: invalid", patient_id)
-        return
-    mailers.default.send_messages([message])
-    logger.info("Email change notice sent for patient %s", patient_id)
+    _send(
+        f"Email change notice for patient {patient_id}",
+        lambda: emails.email_change_notice(old_address),
+    )
 
 
 @task
 def send_account_created(user_id: int) -> None:
     """Tell the patient's address on file that a portal account was set up."""
-    user = patient_users().select_related("patient").filter(pk=user_id).first()
+    user = _active_user(user_id)
     if user is None:
         logger.info("Account notice for user %s not sent: no active account", user_id)
         return
-    try:
-        message = emails.account_created_email(user)
-    except InvalidRecipient:
-        logger.warning("Account notice for user %s not sent: invalid address", user_id)
-        return
-    mailers.default.send_messages([message])
-    logger.info("Account notice sent for user %s", user_id)
+    _send(
+        f"Account notice for user {user_id}",
+        lambda: emails.account_created_email(user),
+    )
 
 
 @task
@@ -96,10 +99,7 @@ def send_email_change_confirmation(request_id: int) -> None:
     if change is None or not change.is_usable:
         logger.info("Email change confirmation %s not sent: replaced", request_id)
         return
-    try:
-        message = emails.email_change_confirmation(change)
-    except InvalidRecipient:
-        logger.warning("Email change confirmation %s not sent: invalid", request_id)
-        return
-    mailers.default.send_messages([message])
-    logger.info("Email change confirmation %s sent", request_id)
+    _send(
+        f"Email change confirmation {request_id}",
+        lambda: emails.email_change_confirmation(change),
+    )
