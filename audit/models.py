@@ -4,9 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models.deletion import Collector
 
-# NOTE: these checks stop the application only, not a direct connection to
-# the database. A PostgreSQL role that may INSERT and SELECT but not UPDATE or
-# DELETE this table comes in a later change.
+# These checks stop the application only. On PostgreSQL a trigger (migration
+# 0008) refuses changes from any connection, and grant_app_role gives the
+# application's role no right to update or delete this table.
 
 
 class AppendOnlyError(Exception):

@@ -1,0 +1,132 @@
+"""On PostgreSQL, the application's role cannot change or delete audit events.
+
+The test makes its own database and role on the PostgreSQL server named by
+TEST_DATABASE_URL (default: postgres://postgres@127.0.0.1:5432/postgres),
+migrates it as the owner, grants the application role with grant_app_role,
+and then tries each change as that role and as the owner. It is skipped
+when no server answers, unless the CI environment variable is set.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get(
+    "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+
+SETUP = """
+from django.db import transaction
+from audit.services import record
+from audit.models import AuditEvent
+from django.contrib.auth import get_user_model
+from patients.models import Patient
+patient = Patient(source="pg", source_id="1")
+patient.set_name("Lind", "Ada")
+patient.save()
+user = get_user_model().objects.create_user("clerk", password="x" * 20)
+with transaction.atomic():
+    record(AuditEvent.Action.LOGIN, actor=user, patient=patient)
+print("ready")
+"""
+
+DELETE_PATIENT_AND_USER = """
+from django.contrib.auth import get_user_model
+from audit.models import AuditEvent
+from patients.models import Patient
+Patient.objects.all().delete()
+get_user_model().objects.all().delete()
+event = AuditEvent.objects.get()
+print(event.patient_id, event.actor_id, event.actor_label)
+"""
+
+
+def _url(base: str, *, database: str, user: str = "", password: str = "") -> str:
+    parts = urlsplit(base)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    if user:
+        netloc = f"{user}:{password}@{netloc}" if password else f"{user}@{netloc}"
+    elif parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", "", ""))
+
+
+@pytest.fixture
+def server():
+    try:
+        connection = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        reason = f"No PostgreSQL server at {SERVER}: {error}. Set TEST_DATABASE_URL."
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    suffix = secrets.token_hex(4)
+    database, role, password = (
+        f"portal_audit_{suffix}",
+        f"portal_app_{suffix}",
+        (secrets.token_urlsafe(16)),
+    )
+    connection.execute(f'CREATE DATABASE "{database}"')
+    connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    yield database, role, password
+    connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    connection.execute(f"DROP ROLE IF EXISTS {role}")
+    connection.close()
+
+
+def _manage(database_url: str, *arguments: str) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DATABASE_URL": database_url,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_app_role_cannot_change_audit_events(server):
+    database, role, password = server
+    owner_url = _url(SERVER, database=database)
+    app_url = _url(SERVER, database=database, user=role, password=password)
+    assert _manage(owner_url, "migrate", "--no-input").returncode == 0
+    granted = _manage(owner_url, "grant_app_role", role)
+    assert granted.returncode == 0, granted.stderr
+    setup = _manage(app_url, "shell", "--no-imports", "-c", SETUP)
+    assert setup.stdout.strip() == "ready", setup.stderr
+
+    with psycopg.connect(app_url.replace("postgres://", "postgresql://")) as app:
+        for statement in (
+            "UPDATE audit_auditevent SET action = 'logout'",
+            "DELETE FROM audit_auditevent",
+            "TRUNCATE audit_auditevent",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute(statement)
+            app.rollback()
+
+    with psycopg.connect(owner_url.replace("postgres://", "postgresql://")) as owner:
+        for statement in (
+            "UPDATE audit_auditevent SET action = 'logout'",
+            "DELETE FROM audit_auditevent",
+            "TRUNCATE audit_auditevent",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                owner.execute(statement)
+            owner.rollback()
+
+    deleted = _manage(app_url, "shell", "--no-imports", "-c", DELETE_PATIENT_AND_USER)
+    assert deleted.stdout.split() == ["None", "None", "clerk"], deleted.stderr
