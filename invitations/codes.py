@@ -60,18 +60,22 @@ def parse_code(typed: str) -> str:
     code = "".join(char for char in folded if char not in SEPARATORS)
     if not code:
         raise InvalidCode("Enter the activation code printed on your letter.")
+    # Characters no code has at all are named first, so that a pasted
+    # "<script>" is not answered with a remark about its letter I.
+    others = sorted(
+        {char for char in code if char not in ALPHABET and char not in LOOK_ALIKES}
+    )
+    if others:
+        raise InvalidCode(
+            f"{_quote(others)} cannot be part of an activation code. A code has "
+            f"only letters and digits, like {EXAMPLE}."
+        )
     look_alikes = sorted({char for char in code if char in LOOK_ALIKES})
     if look_alikes:
         raise InvalidCode(
             f"You typed {_quote(look_alikes)}, but activation codes never contain "
             "the letters O, I or L or the digits 0 or 1. Check the code on your "
             "letter again."
-        )
-    others = sorted({char for char in code if char not in ALPHABET})
-    if others:
-        raise InvalidCode(
-            f"{_quote(others)} cannot be part of an activation code. A code has "
-            f"only letters and digits, like {EXAMPLE}."
         )
     if len(code) != CODE_LENGTH:
         raise InvalidCode(
@@ -82,7 +86,14 @@ def parse_code(typed: str) -> str:
 
 
 def _quote(chars: list[str]) -> str:
-    return ", ".join(f"“{char}”" for char in chars)
+    """Quote each character, naming the ones that cannot be seen."""
+    shown = []
+    for char in chars:
+        if unicodedata.category(char)[0] in "CZ":
+            shown.append(f"an invisible character (U+{ord(char):04X})")
+        else:
+            shown.append(f"“{char}”")
+    return ", ".join(shown)
 
 
 def hash_code(code: str) -> str:

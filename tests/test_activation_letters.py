@@ -123,6 +123,8 @@ def test_parse_code_ignores_case_spaces_dashes(typed):
         ("abcd-efgh-jkmo", "You typed “O”"),
         ("1BCD-EFGH-JKLI", "You typed “1”, “I”, “L”"),
         ("ABCD-EFGH-JK#N", "“#” cannot be part of an activation code"),
+        ("<script>x</script>", "“/”, “<”, “>” cannot be part"),
+        ("ABCD-EFGH\u200b-JKMN", r"an invisible character \(U\+200B\) cannot be"),
         ("ABCD-EFGH-JKM", "has 12 letters and digits, and you typed 11"),
         ("ABCD-EFGH-JKMN-P", "has 12 letters and digits, and you typed 13"),
     ],
