@@ -17,7 +17,6 @@ from django.shortcuts import redirect
 
 STARTED = "session_started_at"
 LAST_SEEN = "session_last_seen_at"
-LAST_SEEN_PRECISION = 60
 
 
 @receiver(user_logged_in)
@@ -45,19 +44,14 @@ class SessionLimitMiddleware:
             now = time.time()
             started = request.session.get(STARTED, now)
             last_seen = request.session.get(LAST_SEEN, now)
-            # LAST_SEEN may be up to LAST_SEEN_PRECISION old, so the limit
-            # allows for that: a session ends at most that much late, never early.
-            idle = now - last_seen > _idle_limit_seconds(user) + LAST_SEEN_PRECISION
+            idle = now - last_seen > _idle_limit_seconds(user)
             too_old = now - started > settings.SESSION_MAX_HOURS * 3600
             if idle or too_old:
                 return self._end(request, user, idle)
             request.session.setdefault(STARTED, started)
-            # Written at most once a minute, so that most requests do not
-            # save the session.
-            if now - last_seen >= LAST_SEEN_PRECISION or LAST_SEEN not in (
-                request.session
-            ):
-                request.session[LAST_SEEN] = now
+            # Saved on every request, so that the idle limit is exact; that
+            # costs one session write per request.
+            request.session[LAST_SEEN] = now
         return self.get_response(request)
 
     def _end(self, request, user, idle: bool):

@@ -116,17 +116,11 @@ def invitation_verify(request):
         request.session[VERIFIED] = invitation.pk
         return redirect("invitation-signup")
 
-    # A miss may have locked the invitation, and a locked link gets the same
-    # page as any other link that stopped working.
-    invitation = _opened_invitation(request)
-    if invitation is None:
-        return _not_usable(request)
-    form.add_error(
-        None,
-        "That date of birth does not match. Check it and try again. After "
-        "several wrong tries the link stops working.",
-    )
-    return _form_page(request, "invitations/verify.html", form)
+    # A wrong date of birth gets the same page as a link that does not work,
+    # so that the answer never tells whether the link was a real one. The
+    # patient can open the link from the email again and retry until the
+    # invitation locks.
+    return _not_usable(request)
 
 
 @sensitive_post_parameters("password1", "password2")

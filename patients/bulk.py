@@ -167,6 +167,25 @@ def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
     }
 
 
+def record_conditions(now: datetime.datetime) -> dict[str, Q]:
+    """Return the skip reasons that come from the record itself, as conditions.
+
+    With safety_conditions() they make every skip reason a filter of the list.
+    """
+    recent_invitation = Invitation.objects.filter(
+        patient=OuterRef("pk"),
+        channel=Invitation.Channel.EMAIL,
+        status=Invitation.Status.PENDING,
+        created_at__gte=_recent_invitation_cutoff(now),
+        expires_at__gt=now,
+    ).exclude(delivery_status=Invitation.Delivery.FAILED)
+    return {
+        "deceased": Q(deceased=True),
+        "inactive": Q(active=False),
+        "recently_invited": Q(Exists(recent_invitation)),
+    }
+
+
 def turning_adult(now: datetime.datetime, within_days: int) -> Q:
     """Return the condition for minors who reach the majority within WITHIN_DAYS."""
     today = timezone.localdate(now)

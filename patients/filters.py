@@ -192,6 +192,10 @@ def _check_choices() -> list[tuple[str, str]]:
     return [
         ("", "Any"),
         *bulk.SKIP_REASONS_SAFETY.items(),
+        *(
+            (reason, bulk.SKIP_REASONS[reason])
+            for reason in ("deceased", "inactive", "recently_invited")
+        ),
         (
             "turning_adult",
             f"Turns {settings.AGE_OF_MAJORITY} in the next {TURNING_ADULT_DAYS} days",
@@ -338,7 +342,8 @@ def filter_patients(data, patients=None):
             bulk.turning_adult(timezone.now(), TURNING_ADULT_DAYS)
         )
     elif data.get("check"):
-        conditions = bulk.safety_conditions(timezone.now())
+        now = timezone.now()
+        conditions = {**bulk.safety_conditions(now), **bulk.record_conditions(now)}
         patients = patients.filter(conditions[data["check"]])
 
     if data.get("state"):

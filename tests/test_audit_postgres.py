@@ -111,6 +111,8 @@ def test_app_role_cannot_change_audit_events(server):
     with psycopg.connect(app_url.replace("postgres://", "postgresql://")) as app:
         for statement in (
             "UPDATE audit_auditevent SET action = 'logout'",
+            "UPDATE audit_auditevent SET patient_id = NULL",
+            "UPDATE audit_auditevent SET actor_id = NULL",
             "DELETE FROM audit_auditevent",
             "TRUNCATE audit_auditevent",
         ):
@@ -128,5 +130,9 @@ def test_app_role_cannot_change_audit_events(server):
                 owner.execute(statement)
             owner.rollback()
 
-    deleted = _manage(app_url, "shell", "--no-imports", "-c", DELETE_PATIENT_AND_USER)
+    # Deleting a patient clears their events' link, so only the owner can.
+    refused = _manage(app_url, "shell", "--no-imports", "-c", DELETE_PATIENT_AND_USER)
+    assert refused.returncode != 0
+    assert "permission denied for table audit_auditevent" in refused.stderr
+    deleted = _manage(owner_url, "shell", "--no-imports", "-c", DELETE_PATIENT_AND_USER)
     assert deleted.stdout.split() == ["None", "None", "clerk"], deleted.stderr

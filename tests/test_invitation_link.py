@@ -243,8 +243,9 @@ def test_wrong_birth_date_shows_message_and_counts(client, invitation):
 
     response = post_birth_date(client, day="18")
 
-    assert response.status_code == 200
-    assert "That date of birth does not match" in response.text
+    assert response.status_code == 404
+    assert "This link no longer works" in response.text
+    assert "open the link in your email again" in response.text
     invitation.refresh_from_db()
     assert invitation.dob_failures == 1
     assert invitation.status == Invitation.Status.PENDING
@@ -253,13 +254,33 @@ def test_wrong_birth_date_shows_message_and_counts(client, invitation):
     assert event.detail["invitation_id"] == invitation.pk
 
 
+def test_wrong_birth_date_looks_like_dead_link(client, invitation):
+    open_link(client, invitation.token)
+    wrong = post_birth_date(client, day="18")
+    dead = Client().get(reverse("invitation-link", args=["not-a-real-token"]))
+    dead = Client().get(dead.url) if dead.status_code == 302 else dead
+
+    assert wrong.status_code == dead.status_code == 404
+    assert wrong.content == dead.content
+
+
+def test_retry_after_wrong_birth_date(client, invitation):
+    open_link(client, invitation.token)
+    post_birth_date(client, day="18")
+
+    open_link(client, invitation.token)
+    response = post_birth_date(client)
+
+    assert response.url == reverse("invitation-signup")
+
+
 def test_link_locks_after_five_wrong_dates(client, invitation, settings):
     assert settings.INVITATION_MAX_DOB_ATTEMPTS == 5
     open_link(client, invitation.token)
 
     responses = [post_birth_date(client, year=str(1970 + n)) for n in range(5)]
 
-    assert [r.status_code for r in responses] == [200, 200, 200, 200, 404]
+    assert [r.status_code for r in responses] == [404] * 5
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.LOCKED
 
@@ -356,7 +377,7 @@ def test_birth_date_guessing_is_limited_per_address(client, db, settings):
     open_link(client, second.token)
     blocked = post_birth_date(client)
 
-    assert statuses == [200, 200, 200]
+    assert statuses == [404, 404, 404]
     assert blocked.status_code == 429
     assert "Too many tries" in blocked.text
     second.refresh_from_db()

@@ -38,10 +38,10 @@ class Command(BaseCommand):
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
             f"TO {name}",
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}",
-            # Audit events are only read and added. Clearing the link to a
-            # deleted patient or user is the one change, as on_delete=SET_NULL.
+            # Audit events are only read and added. Deleting a patient or a
+            # user would clear their audit events' link to them, so that too is
+            # left to the owner role; the application never deletes either.
             f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_auditevent FROM {name}",
-            f"GRANT UPDATE (actor_id, patient_id) ON audit_auditevent TO {name}",
         ]
         with transaction.atomic(), connection.cursor() as cursor:
             for statement in statements:
