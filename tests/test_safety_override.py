@@ -146,6 +146,26 @@ def test_long_reason_is_refused_with_limit(supervisor_client, shared_address):
 
 
 def test_override_covers_every_check_and_audits_them(supervisor_client):
+    make_patient(given="Parent", email="family@example.org")
+    spouse = make_patient(
+        given="Spouse",
+        email="family@example.org",
+        email_changed_at=timezone.now() - datetime.timedelta(days=1),
+        portal_access=True,
+    )
+    page = supervisor_client.get(reverse("patient-portal", args=[spouse.pk]))
+    assert (
+        "Skipped by a safety check: Email address shared with another patient or "
+        "a practitioner; Email address changed recently." in page.text
+    )
+
+    _invite(supervisor_client, spouse, override=REASON)
+
+    assert Invitation.objects.filter(patient=spouse).count() == 1
+    assert _overrides().get().detail["checks"] == ["shared_email", "email_changed"]
+
+
+def test_minor_at_shared_address_cannot_be_overridden(supervisor_client):
     today = timezone.localdate()
     make_patient(given="Parent", email="family@example.org")
     teen = make_patient(
@@ -155,15 +175,13 @@ def test_override_covers_every_check_and_audits_them(supervisor_client):
         portal_access=True,
     )
     page = supervisor_client.get(reverse("patient-portal", args=[teen.pk]))
-    assert (
-        "Skipped by a safety check: Minor (under the age of majority); Email "
-        "address shared with another patient or a practitioner." in page.text
-    )
+    assert 'id="invite-override"' not in page.text
 
-    _invite(supervisor_client, teen, override=REASON)
+    response = _invite(supervisor_client, teen, override=REASON)
 
-    assert Invitation.objects.filter(patient=teen).count() == 1
-    assert _overrides().get().detail["checks"] == ["minor", "shared_email"]
+    assert not Invitation.objects.exists()
+    assert not _overrides().exists()
+    assert "No invitation was sent: Minor" in response.text
 
 
 def test_page_offers_override_with_permission(supervisor_client, shared_address):
