@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from patients.filters import AsciiDateField, is_valid_id
+from patients.filters import AsciiDateField, check_date_range, is_valid_id
 from patients.models import fold_name
 
 # Dates outside these years are typing mistakes, and the end of the range
@@ -79,14 +79,7 @@ class AuditFilterForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        start = cleaned.get("date_from")
-        end = cleaned.get("date_to")
-        if start and end and start > end:
-            self.add_error(
-                "date_to",
-                f"The range ends ({end:%Y-%m-%d}) before it starts "
-                f"({start:%Y-%m-%d}). Swap the two dates.",
-            )
+        check_date_range(self, "date_from", "date_to")
         return cleaned
 
     def active_params(self) -> list[tuple[str, str]]:

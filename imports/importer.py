@@ -363,17 +363,7 @@ class Importer(Problems):
             if csv_format.csv_kind(path) == "appointments":
                 self.summary.files_read += 1
                 return True
-            _, rows = csv_format.read_csv(path, self)
-            first_lines = {}
-            for location, row in rows:
-                self.summary.records_used += 1
-                try:
-                    record = csv_format.patient_record(row, location)
-                except RecordError as error:
-                    self.skip(location, str(error))
-                    continue
-                if self._repeated_in_file(record.source_id, location, first_lines):
-                    continue
+            for record in self._csv_records(path, csv_format.patient_record):
                 self.patients.append((source, record))
                 if len(self.patients) >= CHUNK_SIZE:
                     self._flush_patients()
@@ -388,21 +378,30 @@ class Importer(Problems):
         self.summary.files_read += 1
         return False
 
+    def _csv_records(self, path: Path, build) -> Iterable:
+        """Yield BUILD(row, location) for each row of a CSV file.
+
+        A row BUILD rejects, or one that repeats an earlier row's identifier,
+        is reported and skipped.
+        """
+        _, rows = csv_format.read_csv(path, self)
+        first_lines = {}
+        for location, row in rows:
+            self.summary.records_used += 1
+            try:
+                record = build(row, location)
+            except RecordError as error:
+                self.skip(location, str(error))
+                continue
+            if self._repeated_in_file(record.source_id, location, first_lines):
+                continue
+            yield record
+
     def _read_csv_appointments(self, path: Path) -> None:
         """Read an appointment CSV in the second pass, once every patient is saved."""
         source = self._source(CSV_SOURCE)
         try:
-            _, rows = csv_format.read_csv(path, self)
-            first_lines = {}
-            for location, row in rows:
-                self.summary.records_used += 1
-                try:
-                    record = csv_format.appointment_record(row, location)
-                except RecordError as error:
-                    self.skip(location, str(error))
-                    continue
-                if self._repeated_in_file(record.source_id, location, first_lines):
-                    continue
+            for record in self._csv_records(path, csv_format.appointment_record):
                 self.appointments.append((source, record))
                 if len(self.appointments) >= CHUNK_SIZE:
                     self._flush_appointments()

@@ -55,6 +55,18 @@ def is_valid_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID
 
 
+def check_date_range(form: forms.Form, start_name: str, end_name: str) -> None:
+    """Add an error to FORM's END_NAME field when its range ends before it starts."""
+    start = form.cleaned_data.get(start_name)
+    end = form.cleaned_data.get(end_name)
+    if start and end and start > end:
+        form.add_error(
+            end_name,
+            f"The range ends ({end:%Y-%m-%d}) before it starts "
+            f"({start:%Y-%m-%d}). Swap the two dates.",
+        )
+
+
 class TagChoiceField(forms.ModelMultipleChoiceField):
     """The tags filter; an id that is not a number in range is invalid, not a crash."""
 
@@ -162,14 +174,7 @@ class PatientFilterForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        after = cleaned.get("appointment_after")
-        before = cleaned.get("appointment_before")
-        if after and before and after > before:
-            self.add_error(
-                "appointment_before",
-                f"The range ends ({before:%Y-%m-%d}) before it starts "
-                f"({after:%Y-%m-%d}). Swap the two dates.",
-            )
+        check_date_range(self, "appointment_after", "appointment_before")
         return cleaned
 
     def active_params(self) -> list[tuple[str, str]]:

@@ -104,6 +104,18 @@ def patient_with_account(db):
 
 
 @pytest.fixture
+def auditor(db):
+    """A staff user who may read and export the audit log, and nothing else."""
+    return _staff_user("auditor", "view_auditevent")
+
+
+@pytest.fixture
+def auditor_client(client, auditor):
+    client.force_login(auditor)
+    return client
+
+
+@pytest.fixture
 def front_desk_client(client, front_desk):
     client.force_login(front_desk)
     return client

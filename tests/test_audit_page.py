@@ -3,15 +3,13 @@
 import datetime
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import AuditEvent
 from tests.browser import log_in_staff
-from tests.conftest import PASSWORD, make_patient
+from tests.conftest import make_patient
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -27,21 +25,6 @@ def add_event(when, action=Action.ENABLE_ACCESS, actor="frontdesk", **fields):
     return AuditEvent.objects.create(
         created_at=when, actor_label=actor, action=action, **fields
     )
-
-
-@pytest.fixture
-def auditor(db):
-    user = get_user_model().objects.create_user(
-        username="auditor", password=PASSWORD, is_staff=True
-    )
-    user.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
-    return user
-
-
-@pytest.fixture
-def auditor_client(client, auditor):
-    client.force_login(auditor)
-    return client
 
 
 def listed(response) -> list[int]:
