@@ -110,9 +110,9 @@ class AuditEvent(models.Model):
         related_name="audit_events",
     )
     # Facts about the event that are not patient data: ids, counts, reasons.
-    # Email addresses appear here only for email changes, where the old and new
-    # address are the point of the record, and a patient name only as the
-    # search of an audit log export; this table is never logged.
+    # Email addresses appear here only for email changes, whose point they are.
+    # A patient name appears only as the search of an audit log export. This
+    # table is never written to the log.
     detail = models.JSONField(default=dict, blank=True)
 
     objects = AuditEventQuerySet.as_manager()

@@ -60,8 +60,8 @@ def parse_code(typed: str) -> str:
     code = "".join(char for char in folded if char not in SEPARATORS)
     if not code:
         raise InvalidCode("Enter the activation code printed on your letter.")
-    # Characters no code has at all are named first, so that a pasted
-    # "<script>" is not answered with a remark about its letter I.
+    # Characters no code has at all are named first, so that the message
+    # for a pasted "<script>" does not point at its letter I.
     others = sorted(
         {char for char in code if char not in ALPHABET and char not in LOOK_ALIKES}
     )

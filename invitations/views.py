@@ -117,7 +117,7 @@ def invitation_verify(request):
         return redirect("invitation-signup")
 
     # A wrong date of birth gets the same page as a link that does not work,
-    # so that the answer never tells whether the link was a real one. The
+    # so that the response never shows whether the link was a real one. The
     # patient can open the link from the email again and retry until the
     # invitation locks.
     return _not_usable(request)

@@ -97,7 +97,7 @@ OVERRIDE_REASON_MAX = 500
 
 @dataclass
 class Plan:
-    """What a bulk action would do: how many change, how many skip and why."""
+    """The outcome of a bulk action: how many patients change, how many skip and why."""
 
     action: str
     eligible: int = 0

@@ -203,7 +203,7 @@ class Patient(models.Model):
         return self.user_id is not None
 
     def portal_state(self, latest_invitation=None) -> str:
-        """The one state staff see at a glance, from the most advanced fact known.
+        """Return the state staff see at a glance, from the most advanced fact known.
 
         Without portal access nothing else counts: disabling access revokes
         the invitations and deactivates the login.

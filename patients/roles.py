@@ -1,8 +1,8 @@
 """The staff roles: groups of permissions that match the jobs in a practice.
 
 An administrator manages staff, overrides safety checks, changes email
-addresses and reads the audit log; the front desk enables access, invites
-and changes usernames; read-only staff see the list and the patient pages.
+addresses and reads the audit log. The front desk enables access, invites
+and changes usernames. Read-only staff see the list and the patient pages.
 Every staff user with no role can only view.
 """
 

@@ -148,6 +148,7 @@ def validate_username(username: str, *, exclude_user_id: int | None = None) -> s
         raise ValidationError("Use a username of at most 150 characters.")
     if any(ch.isspace() for ch in cleaned):
         raise ValidationError("A username cannot contain spaces.")
+
     if "@" in cleaned:
         raise ValidationError(
             "A username cannot be an email address. Choose a name you will "
@@ -163,6 +164,7 @@ def validate_username(username: str, *, exclude_user_id: int | None = None) -> s
         raise ValidationError(
             "Use only letters, digits, dots, hyphens and underscores in a username."
         )
+
     scripts = {_script(ch) for ch in cleaned if unicodedata.category(ch)[0] == "L"}
     if len(scripts) > 1:
         # Letters of two scripts, such as a Cyrillic "е" among Latin letters,
@@ -171,6 +173,7 @@ def validate_username(username: str, *, exclude_user_id: int | None = None) -> s
             "Use letters of one alphabet only in a username, not a mix such "
             "as Latin and Cyrillic."
         )
+
     user_model = get_user_model()
     taken = user_model.objects.filter(username__iexact=cleaned)
     if exclude_user_id is not None:

@@ -82,7 +82,7 @@ def account_created_email(user):
 
 
 def email_change_confirmation(change):
-    """Build the email that asks the new address to confirm an email change.
+    """Build the confirmation request for an email change, sent to the new address.
 
     Raises InvalidRecipient when the new address cannot be used.
     """

@@ -220,8 +220,8 @@ class EmailChangeForm(forms.Form):
 class ResetPasswordForm(DateOfBirthForm, SetPasswordForm):
     """A new password from a reset link, after the patient's date of birth.
 
-    The date of birth is asked for as in an invitation, so that whoever else
-    reads a shared mailbox cannot take over the account from the link.
+    The date of birth is checked as in an invitation, so that another reader
+    of a shared mailbox cannot take over the account from the link.
     """
 
     field_order = ["month", "day", "year", "new_password1", "new_password2"]

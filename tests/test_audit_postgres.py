@@ -4,7 +4,7 @@ The test makes its own database and role on the PostgreSQL server named by
 TEST_DATABASE_URL (default: postgres://postgres@127.0.0.1:5432/postgres),
 migrates it as the owner, grants the application role with grant_app_role,
 and then tries each change as that role and as the owner. It is skipped
-when no server answers, unless the CI environment variable is set.
+when no server accepts a connection, unless the CI environment variable is set.
 """
 
 import os

@@ -353,7 +353,7 @@ def test_matched_birth_date_is_bound_to_its_invitation(client, invitation, db):
     open_link(client, invitation.token)
     post_birth_date(client)
 
-    # Opening another link in the same browser forgets the earlier match.
+    # Opening another link in the same browser clears the earlier match.
     open_link(client, other.token)
     response = client.get(reverse("invitation-signup"))
 

@@ -1,8 +1,8 @@
 """Failed logins look the same and cost the same, whatever the reason.
 
 An attacker must not learn from a login form whether a username exists, was
-invited but never set up, or is disabled: the page is the same and the same
-number of password hashes is computed, which is what makes the time equal.
+invited but never set up, or is disabled. The page is the same, and so is the
+number of password hashes computed, which is what makes the time equal.
 """
 
 import re

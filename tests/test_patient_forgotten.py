@@ -16,7 +16,7 @@ IMMEDIATE_TASKS = {
     "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}
 }
 NEW_PASSWORD = "lantern-orchard-river-7"
-# The date of birth of patient_with_account, which a reset link asks for.
+# The date of birth of patient_with_account, which a reset link requests.
 BORN = {"month": "5", "day": "17", "year": "1980"}
 RESET_LINK = re.compile(r"http://portal\.test/portal/password-reset/[^/\s]+/[^/\s]+/")
 

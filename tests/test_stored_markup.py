@@ -71,7 +71,7 @@ def test_invitation_email_carries_no_imported_text(front_desk, tmp_path):
         assert raw not in body
 
 
-def test_line_break_in_imported_address_never_reaches_a_header(tmp_path, db):
+def test_address_line_break_never_in_header(tmp_path, db):
     patient = _import(tmp_path, email="a@example.org\r\nBcc: thief@example.net")
 
     assert patient.email_valid is False

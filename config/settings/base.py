@@ -54,7 +54,7 @@ MIDDLEWARE = [
     # authenticator app (request.user.is_verified()).
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # After the messages middleware, so that it can say why a session ended.
+    # After the messages middleware, so that it can show why a session ended.
     "config.session_limits.SessionLimitMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Returns 429 to a client locked out by failed logins. Keep it last.
@@ -124,7 +124,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 _VALIDATORS = "django.contrib.auth.password_validation"
-# Length, common passwords and context, as NIST SP 800-63B asks, and no rules
+# Length, common passwords and context, as NIST SP 800-63B requires, and no rules
 # on which kinds of characters a password must contain.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
@@ -152,8 +152,8 @@ AXES_CLIENT_IP_CALLABLE = "config.clientip.client_address"
 # Reverse proxies in front of the site that append the client's address to
 # X-Forwarded-For. Rate limits and lockouts count per client address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
-# Tries made during a lockout do not start it again, so nobody can keep a
-# user locked out for good with one guess every few minutes.
+# Tries made during a lockout do not start it again, so an attacker cannot
+# keep a user locked out for good with one guess every few minutes.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False

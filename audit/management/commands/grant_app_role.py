@@ -39,8 +39,8 @@ class Command(BaseCommand):
             f"TO {name}",
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}",
             # Audit events are only read and added. Deleting a patient or a
-            # user would clear their audit events' link to them, so that too is
-            # left to the owner role; the application never deletes either.
+            # user clears their audit events' link to them, so that is left to
+            # the owner role too. The application never deletes either.
             f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_auditevent FROM {name}",
         ]
         with transaction.atomic(), connection.cursor() as cursor:
