@@ -71,9 +71,11 @@ def deliver(invitation_ids: list[int]) -> DeliveryReport:
     )
     report.skipped = len(requested) - len(queued)
     logger.info(
-        "Delivery started for %d queued invitations %s (%d no longer queued)",
+        "Delivery started for %d queued invitations, ids %s to %s "
+        "(%d no longer queued)",
         len(queued),
-        queued,
+        queued[0] if queued else "-",
+        queued[-1] if queued else "-",
         report.skipped,
     )
     if not queued:

@@ -16,7 +16,7 @@ def _find() -> Path | None:
     candidates = [
         os.environ.get("SAMPLE_FHIR_DIR", ""),
         Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir",
-        # A clone elsewhere on the same machine.
+        # Where the project's own machines keep the exports, for clones elsewhere.
         "/work/shared/data/fhir",
     ]
     for candidate in candidates:

@@ -256,6 +256,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Without handlers of its own, so that Django's default console handler
+        # does not print each line a second time beside the root handler.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         # The request logger prints full URLs, and invitation URLs carry tokens.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "ERROR"},
