@@ -22,8 +22,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	DJANGO_SETTINGS_MODULE=config.settings.test $(MANAGE) makemigrations --check --dry-run
 
+# The whole suite runs twice: on SQLite, then on PostgreSQL (see the script).
 test: lint
 	$(VENV)/bin/pytest
+	./scripts/test-postgres.sh
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -19,8 +19,14 @@ import pytest
 psycopg = pytest.importorskip("psycopg")
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = os.environ.get(
-    "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+# The server of TEST_DATABASE_URL, reached through its "postgres" database,
+# since the database that URL names need not exist.
+SERVER = urlunsplit(
+    urlsplit(
+        os.environ.get(
+            "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+        )
+    )._replace(path="/postgres")
 )
 
 SETUP = """

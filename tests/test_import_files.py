@@ -8,13 +8,13 @@ import tracemalloc
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from audit.models import AuditEvent
 from imports.fhir import Problems, read_fhir_file
 from imports.models import ImportRun
 from imports.services import import_patients
 from patients.models import Patient
+from tests.db_faults import reject_writes
 from tests.import_files import (
     patient,
     practitioner,
@@ -436,12 +436,11 @@ def test_command_succeeds_when_some_path_missing(tmp_path):
 def _reject_provider_updates():
     # The database rejects setting primary providers, the last step of a run,
     # which the importer does not expect to fail.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TRIGGER reject_provider BEFORE UPDATE OF "
-            "primary_provider_id ON patients_patient "
-            "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END"
-        )
+    reject_writes(
+        "reject_provider",
+        event="UPDATE OF primary_provider_id",
+        table="patients_patient",
+    )
 
 
 def _patients_with_provider(tmp_path):

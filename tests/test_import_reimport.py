@@ -3,12 +3,12 @@
 import datetime
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from invitations.models import Invitation, hash_token
 from patients.models import Patient
+from tests.db_faults import reject_writes
 from tests.import_files import patient, run_import, write_json, write_ndjson
 
 pytestmark = pytest.mark.django_db
@@ -144,12 +144,12 @@ def test_social_security_number_not_stored(tmp_path):
 def test_failed_record_rolled_back_whole(tmp_path):
     # A trigger makes the database reject one identifier, after that record's
     # Patient row was already written inside its savepoint.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TRIGGER reject_boom BEFORE INSERT ON "
-            "patients_patientidentifier WHEN NEW.value = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END"
-        )
+    reject_writes(
+        "reject_boom",
+        event="INSERT",
+        table="patients_patientidentifier",
+        when="NEW.value = 'boom'",
+    )
     boom = [{"system": "urn:mrn", "value": "boom"}]
     path = write_ndjson(
         tmp_path / "Patient.ndjson",

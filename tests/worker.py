@@ -1,6 +1,7 @@
 """Running queued background tasks in a test with the real ``db_worker`` command."""
 
 import io
+from unittest import mock
 
 from django.core.management import call_command
 from django.tasks import TaskResultStatus
@@ -14,14 +15,20 @@ def run_worker() -> str:
     for a worker polling in production.
     """
     output = io.StringIO()
-    call_command(
-        "db_worker",
-        "--batch",
-        "--no-startup-delay",
-        "--no-reload",
-        "--interval=0",
-        stdout=output,
-    )
+    # The worker closes its database connection between tasks, which would end
+    # the test's transaction on PostgreSQL. SQLite's in-memory database ignores
+    # the close, so only the connection handling differs from production.
+    with mock.patch(
+        "django_tasks_db.management.commands.db_worker.close_old_connections"
+    ):
+        call_command(
+            "db_worker",
+            "--batch",
+            "--no-startup-delay",
+            "--no-reload",
+            "--interval=0",
+            stdout=output,
+        )
     return output.getvalue()
 
 

@@ -20,11 +20,18 @@ STORAGES = {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
 }
-DATABASES["default"] = {  # noqa: F405
-    "ENGINE": "django.db.backends.sqlite3",
-    "NAME": ":memory:",
-    "TEST": {"NAME": ":memory:"},
-}
+# TEST_DATABASE_URL runs the suite on another database, such as PostgreSQL;
+# the test runner creates and drops its own "test_" copy of the named one.
+if os.environ.get("TEST_DATABASE_URL"):
+    DATABASES["default"] = dj_database_url.parse(  # noqa: F405
+        os.environ["TEST_DATABASE_URL"]
+    )
+else:
+    DATABASES["default"] = {  # noqa: F405
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "TEST": {"NAME": ":memory:"},
+    }
 # Static files come straight from the app's folders; nothing is collected.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
