@@ -6,7 +6,9 @@ class PatientsConfig(AppConfig):
     name = "patients"
 
     def ready(self):
-        # Connects the receiver that starts a session's clock at login.
+        # Registers the system checks, and connects the receiver that starts
+        # a session's clock at login.
+        import config.checks  # noqa: F401
         import config.session_limits  # noqa: F401
         import patients.checks  # noqa: F401
 

@@ -39,6 +39,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers /healthz before the others run: no session, no database write,
+    # no Host check and no redirect to HTTPS for a load balancer's probe.
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Adds SECURE_CSP to every response without a Content-Security-Policy of
     # its own. The demo mailbox pages set stricter policies themselves.
