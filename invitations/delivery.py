@@ -1,18 +1,25 @@
 """Sending queued invitations over one SMTP connection, with retries.
 
-The background task ``deliver_invitations`` calls deliver(). Each message's
-result is recorded by a service function right after the SMTP server replies,
-so a crash loses at most the record of the message being sent. A repeat then
-sends that one again, with the same link, because the link's token is derived
-from the invitation's stored salt.
+The background task ``deliver_invitations`` calls deliver(). A run first
+claims its invitations, so that other workers given the same ids leave them
+alone, and renews the claim while it works. Each message's result is recorded
+by a service function right after the SMTP server replies, so a crash loses at
+most the record of the message being sent. When a worker dies, its claim runs
+out and the recovery sweep queues the invitations again. The one whose result
+was lost is then sent again with the same link, because the link's token is
+derived from the invitation's stored salt.
 """
 
+import datetime
 import logging
 import re
+import secrets
 import smtplib
 from dataclasses import asdict, dataclass
 
+from django.conf import settings
 from django.core.mail import mailers
+from django.utils import timezone
 
 from invitations import emails, services
 from invitations.models import Invitation
@@ -62,17 +69,13 @@ def deliver(invitation_ids: list[int]) -> DeliveryReport:
     """
     report = DeliveryReport()
     requested = sorted(set(invitation_ids))
-    queued = list(
-        Invitation.objects.filter(
-            pk__in=requested, delivery_status=Invitation.Delivery.QUEUED
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    claim = Claim(secrets.token_hex(16))
+    queued = services.claim_delivery(requested, token=claim.token)
+    claim.renewed()
     report.skipped = len(requested) - len(queued)
     logger.info(
         "Delivery started for %d queued invitations, ids %s to %s "
-        "(%d no longer queued)",
+        "(%d no longer queued, not yet due or held by another worker)",
         len(queued),
         queued[0] if queued else "-",
         queued[-1] if queued else "-",
@@ -86,32 +89,59 @@ def deliver(invitation_ids: list[int]) -> DeliveryReport:
         connection.open()
     except (OSError, smtplib.SMTPException) as error:
         # Whatever the reply, a server that cannot be opened is tried again later.
-        _retry_later({_describe(error): queued}, report)
+        _retry_later({_describe(error): queued}, report, claim)
         _log_finished(report)
         return report
 
     try:
-        _send_each(connection, queued, report)
+        _send_each(connection, queued, report, claim)
     finally:
         _close(connection)
     _log_finished(report)
     return report
 
 
-def _send_each(connection, invitation_ids: list[int], report: DeliveryReport) -> None:
+@dataclass
+class Claim:
+    """This run's hold on its invitations, and when to renew it."""
+
+    token: str
+    renew_at: datetime.datetime | None = None
+
+    def renewed(self) -> None:
+        # Renewing halfway through the lease leaves the other half for one
+        # slow message.
+        self.renew_at = timezone.now() + datetime.timedelta(
+            seconds=settings.DELIVERY_LEASE_SECONDS / 2
+        )
+
+    def renew_if_due(self, invitation_ids: list[int]) -> None:
+        if timezone.now() >= self.renew_at:
+            services.extend_claim(invitation_ids, token=self.token)
+            self.renewed()
+
+
+def _send_each(
+    connection, invitation_ids: list[int], report: DeliveryReport, claim: Claim
+) -> None:
     # Temporary failures are collected by reason and retried together at the
     # end, so that one retry task again shares one connection.
     deferred: dict[Failure, list[int]] = {}
 
     for position, invitation_id in enumerate(invitation_ids):
+        claim.renew_if_due(invitation_ids[position:])
         invitation = (
             Invitation.objects.select_related("patient")
-            .filter(pk=invitation_id, delivery_status=Invitation.Delivery.QUEUED)
+            .filter(
+                pk=invitation_id,
+                delivery_status=Invitation.Delivery.QUEUED,
+                claim_token=claim.token,
+            )
             .first()
         )
         if invitation is None:
-            # Handled meanwhile, by staff sending a newer invitation or by
-            # another run of this task.
+            # Handled meanwhile, by staff sending a newer invitation, or
+            # given to another worker after this run's claim ran out.
             report.skipped += 1
             continue
 
@@ -153,14 +183,14 @@ def _send_each(connection, invitation_ids: list[int], report: DeliveryReport) ->
             deferred.setdefault(failure, []).append(invitation.pk)
             untried = invitation_ids[position + 1 :]
             if untried:
-                services.requeue_delivery(untried)
+                services.requeue_delivery(untried, token=claim.token)
                 report.requeued += len(untried)
             break
         else:
             deferred.setdefault(failure, []).append(invitation.pk)
 
     if deferred:
-        _retry_later(deferred, report)
+        _retry_later(deferred, report, claim)
 
 
 def _send_one(connection, invitation: Invitation) -> Failure | None:
@@ -238,9 +268,13 @@ def _describe(error: Exception) -> Failure:
     )
 
 
-def _retry_later(deferred: dict[Failure, list[int]], report: DeliveryReport) -> None:
+def _retry_later(
+    deferred: dict[Failure, list[int]], report: DeliveryReport, claim: Claim
+) -> None:
     for failure, invitation_ids in deferred.items():
-        invitations = services.retry_delivery(invitation_ids, error=failure.reason)
+        invitations = services.retry_delivery(
+            invitation_ids, error=failure.reason, token=claim.token
+        )
         given_up = [
             invitation.pk
             for invitation in invitations

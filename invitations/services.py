@@ -10,7 +10,8 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 500
 
 
-def _enqueue_delivery(invitation_ids: list[int]) -> None:
+def enqueue_delivery(invitation_ids: list[int]) -> None:
     from invitations.tasks import deliver_invitations
 
     batch = settings.DELIVERY_BATCH_SIZE
@@ -106,7 +107,7 @@ def send_invitations(patients, *, actor) -> bulk.Plan:
                     for invitation in invitations
                 ]
             )
-            _enqueue_delivery([invitation.pk for invitation in invitations])
+            enqueue_delivery([invitation.pk for invitation in invitations])
         queued += len(rows)
     logger.info("Queued %d invitations", queued)
     # Patients invited or changed by someone else between the plan and the change.
@@ -140,7 +141,7 @@ def send_invitation(patient: Patient, *, actor, override: str = "") -> Invitatio
         patient=patient,
         invitation_id=invitation.pk,
     )
-    _enqueue_delivery([invitation.pk])
+    enqueue_delivery([invitation.pk])
     return invitation
 
 
@@ -266,6 +267,7 @@ def record_delivery(invitation_id: int, *, sent: bool, error: str = "") -> Invit
     An invitation already recorded as sent is left as it is, so a repeated
     delivery neither writes a second audit record nor turns it into a failure.
     """
+    _commit_without_waiting_for_disk()
     invitation = (
         Invitation.objects.select_for_update()
         .select_related("patient")
@@ -347,16 +349,84 @@ def cancel_delivery(invitation_id: int, *, reason: str) -> bool:
     return True
 
 
+def _commit_without_waiting_for_disk() -> None:
+    """Let PostgreSQL confirm this transaction's commit before writing it to disk.
+
+    Waiting for the disk takes a few milliseconds per delivery, more than
+    sending the message. If the database server itself crashes, the last
+    fraction of a second of such commits may be lost, which for a delivery
+    record means the message is sent again, with the same link, and recorded
+    then. Other processes see the commit at once either way.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _free_or_held_by(token: str, now):
+    """Return a filter for invitations that are unclaimed or claimed by TOKEN's run."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    return free | Q(claim_token=token) if token else free
+
+
+def claim_delivery(invitation_ids: list[int], *, token: str) -> list[int]:
+    """Claim the queued, due invitations among these ids for one delivery run.
+
+    Another run skips the invitations claimed by this one until the claim
+    ends, after DELIVERY_LEASE_SECONDS. On PostgreSQL, rows that another run
+    is claiming at the same moment are skipped rather than waited for (FOR
+    UPDATE SKIP LOCKED).
+    Returns the claimed ids in order.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = list(
+            Invitation.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=invitation_ids, delivery_status=Invitation.Delivery.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .filter(_free_or_held_by(token, now))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Invitation.objects.filter(pk__in=claimed).update(
+            claimed_until=now
+            + datetime.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS),
+            claim_token=token,
+        )
+    return claimed
+
+
+def extend_claim(invitation_ids: list[int], *, token: str) -> int:
+    """Hold this run's still-queued invitations for another lease; return how many."""
+    return Invitation.objects.filter(
+        pk__in=invitation_ids,
+        delivery_status=Invitation.Delivery.QUEUED,
+        claim_token=token,
+    ).update(
+        claimed_until=timezone.now()
+        + datetime.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    )
+
+
 @transaction.atomic
-def requeue_delivery(invitation_ids: list[int]) -> None:
-    """Queue a new delivery task now for invitations that were never tried."""
+def requeue_delivery(invitation_ids: list[int], *, token: str = "") -> None:
+    """Queue a new delivery task now for invitations that were never tried.
+
+    Claims held by the run with TOKEN end, so the new task can take them.
+    """
     from invitations.tasks import deliver_invitations
 
+    if token:
+        Invitation.objects.filter(pk__in=invitation_ids, claim_token=token).update(
+            claimed_until=None, claim_token=""
+        )
     deliver_invitations.enqueue(invitation_ids)
 
 
 @transaction.atomic
-def retry_delivery(invitation_ids: list[int], *, error: str) -> list[Invitation]:
+def retry_delivery(
+    invitation_ids: list[int], *, error: str, token: str = ""
+) -> list[Invitation]:
     """Count a temporary failure against queued invitations and queue another try.
 
     Each invitation waits retry_delay(attempts) before the next try. One with
@@ -370,11 +440,15 @@ def retry_delivery(invitation_ids: list[int], *, error: str) -> list[Invitation]
         Invitation.objects.select_for_update()
         .select_related("patient")
         .filter(pk__in=invitation_ids, delivery_status=Invitation.Delivery.QUEUED)
+        # An invitation claimed by another delivery run is recorded by that run.
+        .filter(_free_or_held_by(token, now))
         .order_by("pk")
     )
 
     retry_at: dict[datetime.datetime, list[int]] = {}
     for invitation in invitations:
+        invitation.claimed_until = None
+        invitation.claim_token = ""
         invitation.delivery_attempts += 1
         invitation.delivery_error = error
         if invitation.delivery_attempts >= settings.DELIVERY_MAX_ATTEMPTS:
@@ -393,7 +467,14 @@ def retry_delivery(invitation_ids: list[int], *, error: str) -> list[Invitation]
             retry_at.setdefault(invitation.next_attempt_at, []).append(invitation.pk)
     Invitation.objects.bulk_update(
         invitations,
-        ["delivery_status", "delivery_attempts", "delivery_error", "next_attempt_at"],
+        [
+            "delivery_status",
+            "delivery_attempts",
+            "delivery_error",
+            "next_attempt_at",
+            "claimed_until",
+            "claim_token",
+        ],
     )
 
     from invitations.tasks import deliver_invitations

@@ -319,5 +319,31 @@ class BulkActionRequest(models.Model):
     eligible = models.PositiveIntegerField(null=True, blank=True)
     skipped = models.JSONField(default=dict, blank=True)
 
+    # An action on every patient matching the filters is a job
+    # (patients.jobs): carried out in chunks of patients ordered by id, inside
+    # the request when it is small and by a worker when it is large.
+    chunked = models.BooleanField(default=False)
+    # The list's filter parameters, URL-encoded, from which each chunk is
+    # selected again.
+    filter_query = models.TextField(blank=True)
+    # Patients matching the filters when the job was confirmed, and how many
+    # of them the committed chunks have covered.
+    total = models.PositiveIntegerField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    # The highest patient id covered by a committed chunk.
+    cursor = models.BigIntegerField(default=0)
+    # When the last chunk was committed; a job quiet for too long is resumed.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Why the job stopped before finishing, in words for staff.
+    error = models.TextField(blank=True)
+
     def __str__(self):
         return f"Bulk action request {self.pk}"
+
+    @property
+    def state(self) -> str:
+        if self.finished_at is not None:
+            return "finished"
+        if self.error:
+            return "stopped"
+        return "running" if self.heartbeat_at else "queued"

@@ -1,10 +1,12 @@
 from django.urls import path
 
-from patients import letter_views, twofactor_views, views
+from patients import job_views, letter_views, twofactor_views, views
 
 urlpatterns = [
     path("", views.onboarding, name="onboarding"),
     path("actions/", views.bulk_action, name="bulk-action"),
+    path("actions/<int:pk>/", job_views.bulk_job, name="bulk-job"),
+    path("actions/<int:pk>/resume/", job_views.bulk_job_resume, name="bulk-job-resume"),
     path("patients/<int:pk>/", views.patient_portal, name="patient-portal"),
     path(
         "patients/<int:pk>/username/",

@@ -28,7 +28,7 @@ from audit.models import AuditEvent
 from audit.services import record
 from config.redirects import next_url
 from invitations.services import send_invitation as send_one_invitation
-from patients import actions, bulk, letter_pages, twofactor
+from patients import actions, bulk, jobs, letter_pages, twofactor
 from patients.filters import (
     DEFAULT_SORT,
     SORT_FIELDS,
@@ -244,13 +244,39 @@ def bulk_action(request):
 
     claimed = actions.claim(key, request.user, action)
     if claimed is None:
+        earlier = actions.earlier_request(key, request.user)
+        if earlier is not None and earlier.chunked and earlier.finished_at is None:
+            return redirect("bulk-job", pk=earlier.pk)
         _report_earlier_request(request, key)
         return redirect(list_url)
+
+    if request.POST.get("scope") == actions.SCOPE_ALL and action in jobs.ACTIONS:
+        return _run_job(request, claimed, patients, filter_form, list_url)
 
     result = actions.run(claimed, patients, actor=request.user)
     if action == bulk.LETTER:
         return letter_pages.bulk_letters_page(request, result, back_url=list_url)
     messages.success(request, actions.result_message(result))
+    return redirect(list_url)
+
+
+def _run_job(request, claimed, patients, filter_form, list_url):
+    """Act on every matching patient in chunks that can be resumed.
+
+    A large selection goes to a worker and its progress page; a small one is
+    carried out now. Either way a process killed midway leaves the job to be
+    resumed from its last committed chunk.
+    """
+    count = patients.count()
+    in_background = count > settings.BULK_BACKGROUND_THRESHOLD
+    query = urlencode(filter_form.active_params())
+    jobs.start(claimed, query, count, queue=in_background)
+    if in_background:
+        return redirect("bulk-job", pk=claimed.pk)
+    job = jobs.run(claimed.pk)
+    if job.finished_at is None:
+        return redirect("bulk-job", pk=job.pk)
+    messages.success(request, actions.result_message(jobs.result(job)))
     return redirect(list_url)
 
 

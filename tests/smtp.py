@@ -7,6 +7,7 @@ can make the server reject chosen recipients, reply 421 to everything, or
 drop the connection after some messages, to exercise delivery failures.
 """
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -76,6 +77,9 @@ class _Handler:
             if reply:
                 return reply
 
+        if owner.data_delay:
+            # A slow relay, so that a test can stop a worker mid-batch.
+            await asyncio.sleep(owner.data_delay)
         message = email.message_from_bytes(
             envelope.original_content, policy=email.policy.default
         )
@@ -104,6 +108,8 @@ class SMTPServer:
         self.data_replies: dict[str, str] = {}
         self.unavailable_reply = ""
         self.disconnect_limit: int | None = None
+        # Seconds to wait before accepting each message.
+        self.data_delay = 0.0
         self._controller: Controller | None = None
 
     @property

@@ -3,7 +3,9 @@
 import logging
 import re
 
+import time_machine
 from django.conf import settings
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from audit.models import AuditEvent
@@ -102,7 +104,9 @@ def test_last_invite_sent_is_set_only_after_sending(smtp_server, front_desk):
     assert patient.last_invite_sent_at is None
 
     smtp_server.start()
-    deliver_invitations.call([invitation.pk])
+    invitation.refresh_from_db()
+    with time_machine.travel(invitation.next_attempt_at, tick=True):
+        deliver_invitations.call([invitation.pk])
     patient.refresh_from_db()
     invitation.refresh_from_db()
     assert invitation.sent_at is not None
@@ -174,9 +178,12 @@ def test_running_task_twice_sends_once(smtp_server, front_desk):
 def test_repeat_after_crash_carries_same_link(smtp_server, front_desk):
     [invitation] = invite(front_desk, "ada@example.org")
     deliver_invitations.call([invitation.pk])
-    # The server accepted the message but the worker died before recording it.
+    # The server accepted the message but the worker died before recording
+    # it, and its hold on the invitation has run out.
     Invitation.objects.filter(pk=invitation.pk).update(
-        delivery_status=Invitation.Delivery.QUEUED, sent_at=None
+        delivery_status=Invitation.Delivery.QUEUED,
+        sent_at=None,
+        claimed_until=timezone.now(),
     )
 
     deliver_invitations.call([invitation.pk])

@@ -1,4 +1,4 @@
-"""The real worker process: ``manage.py db_worker`` sends queued invitations.
+"""The real worker process: ``manage.py run_worker`` sends queued invitations.
 
 This runs the product as a practice would, in separate processes against a
 file SQLite database, with mail going to the test's SMTP server on 127.0.0.1.
@@ -63,7 +63,7 @@ def test_worker_process_sends_queued_invitations(manage, smtp_server):
     manage("shell", "--no-imports", "-c", CREATE_INVITATIONS)
     assert smtp_server.messages == []
 
-    worker = manage("db_worker", "--batch", "--no-startup-delay", "--no-reload")
+    worker = manage("run_worker", "--batch", "--no-startup-delay", "--no-reload")
 
     assert len(smtp_server.messages_to("ada@example.org")) == 1
     assert len(smtp_server.messages_to("bo@example.org")) == 1

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "invitations",
     "portal",
     "demo",
+    "worker",
 ]
 
 MIDDLEWARE = [
@@ -243,7 +244,28 @@ DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 30, minimum
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 # Invitations delivered by one task over one SMTP connection.
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100, minimum=1)
+# A worker holds the invitations it is sending for this long, renewed while it
+# works. If it dies, the recovery sweep queues them again once the hold ends.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 300, minimum=1)
+# The recovery sweep, run by every `manage.py run_worker` this often and by
+# `manage.py sweep`, queues again what crashed processes left behind.
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
+# Queued work untouched for this long, with no task due to take it, is queued
+# again by the sweep.
+SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 600, minimum=1)
+# A task still shown as running this long after it started is taken to have
+# lost its worker and is marked failed; the work itself is recovered above.
+TASK_STALE_SECONDS = env_int("TASK_STALE_SECONDS", 6 * 3600, minimum=60)
 ONBOARDING_PAGE_SIZE = env_int("ONBOARDING_PAGE_SIZE", 50, minimum=1)
+# An action on every matching patient runs in the background, with a progress
+# page, when it covers more patients than this; smaller ones finish inside
+# the request.
+BULK_BACKGROUND_THRESHOLD = env_int("BULK_BACKGROUND_THRESHOLD", 1000, minimum=0)
+# Patients per committed chunk of a background bulk action.
+BULK_JOB_CHUNK_SIZE = env_int("BULK_JOB_CHUNK_SIZE", 2000, minimum=1)
+# A background bulk action with no progress for this long is resumed by the
+# recovery sweep, and staff can resume it from its page.
+BULK_JOB_STALE_SECONDS = env_int("BULK_JOB_STALE_SECONDS", 120, minimum=1)
 # A folder of received demo mail that staff can read at /demo/mailbox/;
 # empty outside the demo.
 DEMO_MAILBOX_DIR = env_str("DEMO_MAILBOX_DIR", "")

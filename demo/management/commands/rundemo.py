@@ -186,7 +186,7 @@ class Command(BaseCommand):
                 "--maildir",
                 str(mailbox_dir),
             ],
-            "worker": manage + ["db_worker", "--no-reload", "--interval", "1"],
+            "worker": manage + ["run_worker", "--no-reload", "--interval", "1"],
             "web server": manage + ["runserver", f"{HOST}:{port}", "--noreload"],
         }
         children: dict[str, subprocess.Popen] = {}
