@@ -137,7 +137,8 @@ Action = AuditEvent.Action
 
 # AuditEvent.type comes from the DICOM event ids that FHIR R4 lists in its
 # audit event id value set:
-# - Import and Export for an import run and an audit log export;
+# - Import and Export for an import run, an uploaded import file and an
+#   audit log export;
 # - User Authentication for logins and logouts, for a date of birth checked
 #   on an invitation link, and for the emails that help a patient log in again
 #   (password reset, username reminder);
@@ -147,6 +148,7 @@ Action = AuditEvent.Action
 #   and for any action added later without a mapping here.
 EVENT_TYPE_OF_ACTION = {
     Action.IMPORT: "import",
+    Action.IMPORT_UPLOAD: "import",
     Action.EXPORT: "export",
     Action.LOGIN: "authentication",
     Action.LOGOUT: "authentication",

@@ -63,6 +63,7 @@ class AuditEvent(models.Model):
 
     class Action(models.TextChoices):
         IMPORT = "import", "Import run"
+        IMPORT_UPLOAD = "import_upload", "Import file uploaded"
         ENABLE_ACCESS = "enable_access", "Portal access enabled"
         DISABLE_ACCESS = "disable_access", "Portal access disabled"
         INVITE = "invite", "Invitation created"

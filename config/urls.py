@@ -5,5 +5,6 @@ urlpatterns = [
     path("", include("invitations.urls")),
     path("portal/", include("portal.urls")),
     path("audit/", include("audit.urls")),
+    path("imports/", include("imports.urls")),
     path("demo/", include("demo.urls")),
 ]

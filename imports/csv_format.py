@@ -232,7 +232,7 @@ def read_csv(
     with their line number: rows that are not valid CSV, and rows with more or
     fewer fields than the header.
     """
-    handle = path.open("rb")
+    handle = problems.open_file(path)
     try:
         lines = _Utf8Lines(handle, path, problems)
         reader = csv.reader(lines, strict=True)

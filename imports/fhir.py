@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
@@ -367,10 +368,16 @@ def describe_outcome(resource: dict) -> str:
 
 
 class Problems:
-    """Receives what the readers find besides resources.
+    """Receives what the readers find besides resources, and opens their files.
 
-    This base class discards everything; the Importer records it.
+    This base class discards everything, and the Importer records it. The
+    Importer also opens files through its progress tracker, which follows how
+    far each file has been read.
     """
+
+    def open_file(self, path: Path) -> BinaryIO:
+        """Open a file to read, in binary mode."""
+        return path.open("rb")
 
     def skip(self, location: Location, reason: str) -> None:
         """Note a record that was not imported, and why."""
@@ -442,7 +449,7 @@ def _bundle_entries(document: dict, path: str, problems: Problems) -> Iterator[E
 def _read_json_document(path: Path, problems: Problems) -> Iterator[Entry]:
     # NOTE: a JSON document is parsed whole, so memory grows with the largest
     # single bundle. Bulk exports use NDJSON, which is streamed line by line.
-    with path.open("rb") as handle:
+    with problems.open_file(path) as handle:
         raw = handle.read()
     try:
         document = json.loads(raw.decode("utf-8-sig"))
@@ -496,7 +503,7 @@ def _read_ndjson(path: Path, problems: Problems) -> Iterator[Entry]:
         problems.record_read()
         problems.skip(location, reason)
 
-    with path.open("rb") as handle:
+    with problems.open_file(path) as handle:
         for number, raw in enumerate(handle, start=1):
             location = Location(name, line=number)
             try:

@@ -14,6 +14,10 @@ Then each patient's primary provider is set from Patient.generalPractitioner,
 else from the Encounters. Saves run in transactions of CHUNK_SIZE records
 with a savepoint per record, so a failing record is skipped whole and never
 undoes the others.
+
+Progress (bytes read of the files, records and patients done) goes to an
+optional listener at most once per ``progress_interval`` seconds, and once
+more at the end. It is never sent from inside a chunk's transaction.
 """
 
 import errno
@@ -25,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -43,6 +48,7 @@ from imports.fhir import (
     read_fhir_file,
 )
 from imports.linking import resolve_patients
+from imports.progress import ProgressListener, ProgressTracker
 from imports.records import (
     RecordError,
     appointment_record,
@@ -81,10 +87,20 @@ class _Candidate:
 
 
 class Importer(Problems):
-    def __init__(self, *, source: str | None = None, run_id: int | None = None):
+    def __init__(
+        self,
+        *,
+        source: str | None = None,
+        run_id: int | None = None,
+        progress: ProgressListener | None = None,
+        progress_interval: float = 1.0,
+    ):
         self.source_override = source
         self.run_id = run_id
         self.summary = Summary()
+        self.progress = ProgressTracker(
+            progress, progress_interval, self._progress_counts
+        )
         self.store = Store(self.summary, run_id, timezone.now())
         self.sources_used: set[str] = set()
         # What the run is doing, for the summary of a run that stops early.
@@ -113,6 +129,15 @@ class Importer(Problems):
 
     def record_read(self) -> None:
         self.summary.records_read += 1
+        self.progress.tick()
+
+    def open_file(self, path: Path) -> BinaryIO:
+        return self.progress.open(path)
+
+    def _progress_counts(self) -> tuple[int, int]:
+        patients = self.summary.patients
+        done = patients.created + patients.updated + patients.unchanged
+        return self.summary.records_read, done
 
     # --- The run ---
 
@@ -125,20 +150,27 @@ class Importer(Problems):
         """
         self.stage = "looking for files"
         second_pass = []
-        for path in self._discover(paths):
+        found = self._discover(paths)
+        self.progress.plan(found)
+        for path in found:
             self.stage = f"reading {path}"
+            self.progress.start_file(path)
             if path.suffix.lower() == CSV_SUFFIX:
                 needs_second_pass = self._read_csv(path)
             else:
                 needs_second_pass = self._read_fhir(path)
             if needs_second_pass:
                 second_pass.append(path)
+                # A file read again counts again, so the total grows as soon
+                # as the first pass has found that it must be.
+                self.progress.plan([path])
         self.stage = "saving patients and practitioners"
         self._flush_practitioners()
         self._flush_patients()
 
         for path in second_pass:
             self.stage = f"reading {path} for appointments and groups"
+            self.progress.start_file(path)
             if path.suffix.lower() == CSV_SUFFIX:
                 self._read_csv_appointments(path)
             else:
@@ -150,6 +182,7 @@ class Importer(Problems):
         self.stage = "setting primary providers"
         self._assign_providers()
         self.summary.source = self.source_name()
+        self.progress.finish()
         return self.summary
 
     def source_name(self) -> str:
@@ -436,7 +469,7 @@ class Importer(Problems):
         source = self._source(FHIR_SOURCE)
         try:
             # The first pass reported this file's reading problems already.
-            for entry in read_fhir_file(path, Problems()):
+            for entry in read_fhir_file(path, _SecondPassProblems(self.progress)):
                 kind = entry.resource["resourceType"]
                 try:
                     if kind == "Appointment":
@@ -512,6 +545,7 @@ class Importer(Problems):
         if tally is not None:
             for outcome, count in outcomes.items():
                 setattr(tally, outcome, getattr(tally, outcome) + count)
+        self.progress.tick()
         return True
 
     def _record_not_saved(self, item, label: str, error: DatabaseError) -> None:
@@ -584,6 +618,7 @@ class Importer(Problems):
             for _, _, _, location in items:
                 self.skip(location, "Group tag not saved: its chunk failed")
             self.store.forget_run_keys()
+        self.progress.tick()
 
     # --- Primary providers ---
 
@@ -645,6 +680,20 @@ class Importer(Problems):
         for start in range(0, len(items), CHUNK_SIZE):
             with transaction.atomic():
                 self.store.set_providers(dict(items[start : start + CHUNK_SIZE]))
+            self.progress.tick()
+
+
+class _SecondPassProblems(Problems):
+    """Discards reading problems, which the first pass reported, but counts bytes."""
+
+    def __init__(self, progress: ProgressTracker):
+        self.progress = progress
+
+    def open_file(self, path: Path) -> BinaryIO:
+        return self.progress.open(path)
+
+    def record_read(self) -> None:
+        self.progress.tick()
 
 
 def _link_problem(path: Path) -> str | None:

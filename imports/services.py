@@ -1,6 +1,7 @@
 """The one entry point for importing patients, from the command line or the web."""
 
 import logging
+import time
 import traceback
 from collections.abc import Iterable
 
@@ -12,6 +13,7 @@ from audit.models import AuditEvent
 from audit.services import record
 from imports.importer import Importer
 from imports.models import ImportRun
+from imports.progress import ImportProgress, ProgressListener
 from imports.summary import Summary
 
 logger = logging.getLogger(__name__)
@@ -20,26 +22,68 @@ ACTOR_LABEL = "import"
 
 
 def import_patients(
-    paths: Iterable[str], *, source: str | None = None, actor=None
+    paths: Iterable[str],
+    *,
+    source: str | None = None,
+    actor=None,
+    progress: ProgressListener | None = None,
+    progress_interval: float = 1.0,
 ) -> tuple[ImportRun, Summary]:
     """Import FHIR and CSV files or folders, and return the ImportRun and summary.
 
     The ImportRun row is created first, so a run that crashes stays visible
     with no finished_at. Records are saved in chunks as the files are read;
     the run's summary and its audit record are written together at the end.
+    PROGRESS, if given, is called at most once per PROGRESS_INTERVAL seconds
+    and once more at the end.
 
     An unexpected error stops the run. The chunks saved before it stay saved
     and the run is finished all the same: ``summary.failed`` says why it
     stopped, the summary counts what was done, and the audit record is a
     failure.
     """
-    paths = list(paths)
     run = ImportRun.objects.create(
-        started_at=timezone.now(), started_by=actor, source=(source or "")[:100]
+        started_at=timezone.now(),
+        started_by=actor,
+        source=(source or "")[:100],
+        status=ImportRun.Status.RUNNING,
     )
+    summary = run_import(
+        run,
+        paths,
+        source=source,
+        actor=actor,
+        progress=progress,
+        progress_interval=progress_interval,
+    )
+    return run, summary
+
+
+def run_import(
+    run: ImportRun,
+    paths: Iterable[str],
+    *,
+    source: str | None = None,
+    actor=None,
+    progress: ProgressListener | None = None,
+    progress_interval: float = 1.0,
+    file_labels: dict[str, str] | None = None,
+) -> Summary:
+    """Import PATHS as the running RUN, and finish the run with its summary.
+
+    FILE_LABELS maps paths as read to the names shown in the summary, such
+    as an uploaded file's own name in place of the path it is kept under.
+    """
+    paths = list(paths)
     logger.info("Import run %s started on %d path(s)", run.pk, len(paths))
 
-    importer = Importer(source=source, run_id=run.pk)
+    recorder = _ProgressRecorder(run.pk, progress, progress_interval)
+    interval = settings.IMPORT_PROGRESS_SECONDS
+    if progress is not None:
+        interval = min(interval, progress_interval)
+    importer = Importer(
+        source=source, run_id=run.pk, progress=recorder, progress_interval=interval
+    )
     try:
         summary = importer.run(paths)
     except Exception as error:
@@ -57,12 +101,46 @@ def import_patients(
             type(error).__name__,
             _place_in_code(error),
         )
+    if file_labels:
+        relabel_files(summary, file_labels)
 
+    _finish_run(run, summary, importer.progress.snapshot(), actor)
+    logger.info(
+        "Import run %s finished: %d records read, %d skipped, patients %s",
+        run.pk,
+        summary.records_read,
+        summary.skipped_count,
+        summary.patients.as_dict(),
+    )
+    return summary
+
+
+def _finish_run(run: ImportRun, summary: Summary, last: ImportProgress, actor):
     with transaction.atomic():
         run.finished_at = timezone.now()
         run.source = summary.source[:100]
         run.summary = summary.as_dict()
-        run.save(update_fields=["finished_at", "source", "summary"])
+        run.error = failure_message(summary)
+        run.status = ImportRun.Status.FAILED if run.error else ImportRun.Status.FINISHED
+        run.bytes_total = last.bytes_total
+        run.bytes_done = last.bytes_done
+        run.records_done = summary.records_read
+        run.patients_done = last.patients_done
+        run.progress_at = run.finished_at
+        run.save(
+            update_fields=[
+                "finished_at",
+                "source",
+                "summary",
+                "error",
+                "status",
+                "bytes_total",
+                "bytes_done",
+                "records_done",
+                "patients_done",
+                "progress_at",
+            ]
+        )
         record(
             AuditEvent.Action.IMPORT,
             actor=actor,
@@ -75,14 +153,92 @@ def import_patients(
             import_run=run.pk,
             **summary.counts(),
         )
-    logger.info(
-        "Import run %s finished: %d records read, %d skipped, patients %s",
-        run.pk,
-        summary.records_read,
-        summary.skipped_count,
-        summary.patients.as_dict(),
+
+
+def failure_message(summary: Summary) -> str:
+    """Return why a run failed, in words for the practice's staff; empty if it did not.
+
+    A run fails when it stopped early, or when no file yielded a record.
+    """
+    if summary.failed:
+        return (
+            f"The import stopped early after {summary.failed}. Ask the person "
+            "who looks after this system to check the worker's log, then import "
+            "the file again: patients imported twice are updated, not doubled."
+        )
+    if not summary.nothing_read:
+        return ""
+    reasons = [
+        f"{item['file']}: {item['reason']}" for item in summary.files_not_imported
+    ]
+    if reasons:
+        return (
+            "Nothing was imported. "
+            + " ".join(f"{reason.rstrip('.')}." for reason in reasons)
+            + " Check that the file is the patient export from your EHR, saved "
+            "as FHIR JSON, NDJSON or CSV, and import it again."
+        )
+    return (
+        "Nothing was imported: the file contains no records. Check that it is "
+        "the patient export from your EHR and not an empty file."
     )
-    return run, summary
+
+
+def relabel_files(summary: Summary, labels: dict[str, str]) -> None:
+    """Replace file paths in the summary by the names people know them by."""
+
+    def label(path: str) -> str:
+        return labels.get(path, path)
+
+    for items in (
+        summary.files_not_imported,
+        summary.skipped,
+        summary.warnings,
+        summary.dangling,
+    ):
+        for item in items:
+            if "file" in item:
+                item["file"] = label(item["file"])
+    for path, name in labels.items():
+        summary.failed = summary.failed.replace(path, name)
+
+
+class _ProgressRecorder:
+    """Write a run's progress to the database every IMPORT_PROGRESS_SECONDS.
+
+    Each write is a transaction of its own, so the run's page can read it
+    while the import goes on. A LISTENER, such as the command's progress bar,
+    gets a snapshot every LISTENER_INTERVAL seconds and the final one.
+    """
+
+    def __init__(
+        self, run_id: int, listener: ProgressListener | None, listener_interval: float
+    ):
+        self.run_id = run_id
+        self.listener = listener
+        self.listener_interval = listener_interval
+        self.next_write = 0.0
+        self.next_listener_call = 0.0
+
+    def __call__(self, progress: ImportProgress) -> None:
+        now = time.monotonic()
+        if self.listener is not None and (
+            now >= self.next_listener_call or progress.final
+        ):
+            self.next_listener_call = now + self.listener_interval
+            self.listener(progress)
+        if now < self.next_write or progress.final:
+            # The final numbers are saved with the summary.
+            return
+        self.next_write = now + settings.IMPORT_PROGRESS_SECONDS
+        with transaction.atomic():
+            ImportRun.objects.filter(pk=self.run_id).update(
+                bytes_total=progress.bytes_total,
+                bytes_done=progress.bytes_done,
+                records_done=progress.records_done,
+                patients_done=progress.patients_done,
+                progress_at=timezone.now(),
+            )
 
 
 def _place_in_code(error: Exception) -> str:

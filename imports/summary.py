@@ -167,7 +167,8 @@ def _tally_line(label: str, tally: Tally) -> str:
     )
 
 
-def _place(item: dict) -> str:
+def place_text(item: dict) -> str:
+    """Return the file and the line or entry of a problem in the summary's lists."""
     if "line" in item:
         return f"{item['file']}, line {item['line']}"
     if "entry" in item:
@@ -183,7 +184,8 @@ def _section(title: str, items: list, key: str, total: int | None = None) -> lis
         text = item[key]
         if "reference" in item:
             text = f"{item['reference']} ({text})"
-        lines.append(f"  {_place(item)}: {text}" if _place(item) else f"  {text}")
+        place = place_text(item)
+        lines.append(f"  {place}: {text}" if place else f"  {text}")
     if total is not None and total > len(items):
         lines.append(f"  ... and {total - len(items)} more not listed")
     return lines

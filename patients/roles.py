@@ -1,11 +1,14 @@
 """The staff roles: groups of permissions that match the jobs in a practice.
 
 An administrator manages staff, overrides safety checks, changes email
-addresses and reads the audit log. The front desk enables access, invites
-and changes usernames. Read-only staff see the list and the patient pages.
-Every staff user with no role can only view.
+addresses, imports patients from uploaded files and reads the audit log.
+The front desk enables access, invites and changes usernames. Read-only
+staff see the list and the patient pages. Every staff user with no role can
+only view.
 """
 
+from django.apps import apps as django_apps
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 
 ADMINISTRATOR = "Administrator"
@@ -23,6 +26,7 @@ ROLES = {
         "patients.change_patient_email",
         "patients.override_safety_check",
         "audit.view_auditevent",
+        "imports.run_import",
         "auth.add_user",
         "auth.change_user",
         "auth.view_user",
@@ -35,6 +39,10 @@ ROLE_OPTIONS = {name.lower().replace(" ", "-"): name for name in ROLES}
 
 
 def _permissions(names: list[str]):
+    # post_migrate reaches this app before the apps listed after it in
+    # INSTALLED_APPS, such as imports, so their permissions are created here.
+    for app_label in sorted({name.split(".")[0] for name in names}):
+        create_permissions(django_apps.get_app_config(app_label), verbosity=0)
     permissions = []
     for name in names:
         app_label, codename = name.split(".")

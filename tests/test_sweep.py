@@ -152,6 +152,7 @@ def test_sweep_command_prints_what_it_did(db, fast_sweep):
     assert json.loads(output.getvalue()) == {
         "invitations_requeued": 1,
         "jobs_resumed": 0,
+        "imports_requeued": 0,
         "tasks_marked_failed": 0,
     }
     assert sweep().invitations_requeued == 0

@@ -1,8 +1,8 @@
 """The recovery sweep: put back what crashed processes left unfinished.
 
 Every piece of background work is recorded in the product's own tables
-(queued invitations with their claims, bulk jobs with their progress), so the
-sweep recovers the work from those rows, not from the task queue. The task
+(queued invitations with their claims, bulk jobs and uploaded imports with
+their progress), so the sweep recovers the work from those rows, not from the task queue. The task
 rows of a stopped worker are only tidied: marked failed, so that they no longer
 look as if they were running.
 """
@@ -16,6 +16,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from imports import uploads
 from invitations import recovery
 from patients import jobs
 
@@ -30,6 +31,7 @@ class WorkerLost(Exception):
 class SweepReport:
     invitations_requeued: int = 0
     jobs_resumed: int = 0
+    imports_requeued: int = 0
     tasks_marked_failed: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -40,6 +42,7 @@ def sweep() -> SweepReport:
     report = SweepReport(
         invitations_requeued=recovery.requeue_left_behind(),
         jobs_resumed=jobs.resume_stalled(),
+        imports_requeued=uploads.requeue_stalled(),
         tasks_marked_failed=mark_stale_tasks_failed(),
     )
     return report
