@@ -121,27 +121,60 @@ class Claim:
             self.renewed()
 
 
+# Messages the SMTP server accepted are recorded together, this many at a
+# time, in one transaction: recording each alone took longer than sending it.
+# A worker that dies may therefore send up to this many again, with the same
+# links.
+RECORD_EVERY = 10
+
+
 def _send_each(
     connection, invitation_ids: list[int], report: DeliveryReport, claim: Claim
 ) -> None:
     # Temporary failures are collected by reason and retried together at the
     # end, so that one retry task again shares one connection.
     deferred: dict[Failure, list[int]] = {}
-
-    for position, invitation_id in enumerate(invitation_ids):
-        claim.renew_if_due(invitation_ids[position:])
-        invitation = (
-            Invitation.objects.select_related("patient")
-            .filter(
-                pk=invitation_id,
-                delivery_status=Invitation.Delivery.QUEUED,
-                claim_token=claim.token,
+    # Accepted by the server and not yet recorded.
+    accepted: list[int] = []
+    try:
+        for start in range(0, len(invitation_ids), RECORD_EVERY):
+            claim.renew_if_due(invitation_ids[start:])
+            stopped = _send_group(
+                connection, invitation_ids, start, claim, report, deferred, accepted
             )
-            .first()
-        )
+            _record_accepted(accepted)
+            if stopped:
+                break
+    finally:
+        # Also when sending raised: what the server accepted is recorded.
+        _record_accepted(accepted)
+
+    if deferred:
+        _retry_later(deferred, report, claim)
+
+
+def _send_group(
+    connection,
+    invitation_ids: list[int],
+    start: int,
+    claim: Claim,
+    report: DeliveryReport,
+    deferred: dict[Failure, list[int]],
+    accepted: list[int],
+) -> bool:
+    """Send the RECORD_EVERY invitations from START; return True to stop the run."""
+    group = invitation_ids[start : start + RECORD_EVERY]
+    # Read just before sending, since staff may have replaced an invitation
+    # since the run claimed it. The claim token leaves out any invitation
+    # given to another worker after this run's claim ran out.
+    invitations = (
+        Invitation.objects.select_related("patient")
+        .filter(delivery_status=Invitation.Delivery.QUEUED, claim_token=claim.token)
+        .in_bulk(group)
+    )
+    for position, invitation_id in enumerate(group, start):
+        invitation = invitations.get(invitation_id)
         if invitation is None:
-            # Handled meanwhile, by staff sending a newer invitation, or
-            # given to another worker after this run's claim ran out.
             report.skipped += 1
             continue
 
@@ -154,7 +187,7 @@ def _send_each(
 
         failure = _send_one(connection, invitation)
         if failure is None:
-            services.record_delivery(invitation.pk, sent=True)
+            accepted.append(invitation.pk)
             report.sent += 1
         elif failure.permanent:
             services.record_delivery(invitation.pk, sent=False, error=failure.reason)
@@ -173,9 +206,8 @@ def _send_each(
         elif failure.connection_lost and report.sent == 0:
             # Nothing got through this connection: the server is unavailable,
             # so the whole rest of the batch waits for a retry.
-            rest = invitation_ids[position:]
-            deferred.setdefault(failure, []).extend(rest)
-            break
+            deferred.setdefault(failure, []).extend(invitation_ids[position:])
+            return True
         elif failure.connection_lost:
             # Many relays close a connection after a number of messages. Only
             # this invitation was tried, so the untried rest go to a new task
@@ -185,12 +217,16 @@ def _send_each(
             if untried:
                 services.requeue_delivery(untried, token=claim.token)
                 report.requeued += len(untried)
-            break
+            return True
         else:
             deferred.setdefault(failure, []).append(invitation.pk)
+    return False
 
-    if deferred:
-        _retry_later(deferred, report, claim)
+
+def _record_accepted(accepted: list[int]) -> None:
+    if accepted:
+        services.record_sent(accepted)
+        accepted.clear()
 
 
 def _send_one(connection, invitation: Invitation) -> Failure | None:

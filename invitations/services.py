@@ -11,7 +11,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -315,6 +315,48 @@ def record_delivery(invitation_id: int, *, sent: bool, error: str = "") -> Invit
             reason=error,
         )
     return invitation
+
+
+@transaction.atomic
+def record_sent(invitation_ids: list[int]) -> None:
+    """Record that the SMTP server accepted these invitations, in one transaction.
+
+    The same as record_delivery(sent=True) for each, with one audit record
+    per invitation. Invitations already recorded as sent are left as they are.
+    """
+    _commit_without_waiting_for_disk()
+    now = timezone.now()
+    rows = list(
+        Invitation.objects.select_for_update()
+        .filter(pk__in=invitation_ids)
+        .exclude(delivery_status=Invitation.Delivery.SENT)
+        .order_by("pk")
+        .values_list("pk", "patient_id")
+    )
+    Invitation.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        delivery_status=Invitation.Delivery.SENT,
+        sent_at=now,
+        delivery_error="",
+        next_attempt_at=None,
+        delivery_attempts=F("delivery_attempts") + 1,
+    )
+    # Two deliveries finishing out of order must not move the date back.
+    Patient.objects.filter(pk__in={patient_id for _, patient_id in rows}).exclude(
+        last_invite_sent_at__gte=now
+    ).update(last_invite_sent_at=now)
+    record_many(
+        [
+            AuditEvent(
+                created_at=now,
+                actor_label="system",
+                action=AuditEvent.Action.DELIVERY,
+                outcome=AuditEvent.Outcome.SUCCESS,
+                patient_id=patient_id,
+                detail={"invitation_id": pk},
+            )
+            for pk, patient_id in rows
+        ]
+    )
 
 
 @transaction.atomic
