@@ -510,9 +510,13 @@ class Importer(Problems):
         tally: Tally | None,
         label: str,
         prepare: Callable | None = None,
+        save_all: Callable | None = None,
     ) -> bool:
         """Save items in one transaction, each in a savepoint of its own.
 
+        SAVE_ALL, when given, first tries to save the whole chunk at once in
+        one savepoint. It returns None for a chunk it cannot take, and a chunk
+        it fails on is rolled back to that savepoint and saved item by item.
         Returns False when the whole chunk was rolled back.
         """
         # Counted once the chunk has committed, so a chunk rolled back by an
@@ -521,6 +525,13 @@ class Importer(Problems):
         try:
             with transaction.atomic():
                 context = prepare(items) if prepare else None
+                saved_together = self._save_together(items, save_all, context)
+                if saved_together is not None:
+                    outcomes.update(outcome for outcome in saved_together if outcome)
+                    items = []
+                elif save_all is not None:
+                    # The attempt may have changed what prepare() loaded.
+                    context = prepare(items) if prepare else None
                 for item in items:
                     try:
                         with transaction.atomic():
@@ -547,6 +558,25 @@ class Importer(Problems):
                 setattr(tally, outcome, getattr(tally, outcome) + count)
         self.progress.tick()
         return True
+
+    def _save_together(
+        self, items: list, save_all: Callable | None, context
+    ) -> list[str | None] | None:
+        """Return the outcomes of saving ITEMS at once, or None to save each alone."""
+        if save_all is None:
+            return None
+        try:
+            with transaction.atomic():
+                return save_all(items, context)
+        except DatabaseError as error:
+            logger.info(
+                "Import run %s: saving %d records at once failed (%s), so each "
+                "is saved alone",
+                self.run_id,
+                len(items),
+                type(error).__name__,
+            )
+            return None
 
     def _record_not_saved(self, item, label: str, error: DatabaseError) -> None:
         logger.warning(
@@ -581,6 +611,7 @@ class Importer(Problems):
             self.summary.patients,
             "Patient",
             self.store.prepare_patients,
+            self.store.save_new_patients,
         )
         if not saved:
             return
@@ -600,6 +631,7 @@ class Importer(Problems):
                 self.summary.appointments,
                 "Appointment",
                 self.store.prepare_appointments,
+                self.store.save_appointments_together,
             )
 
     def _flush_members(self) -> None:

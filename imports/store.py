@@ -195,6 +195,11 @@ class Store:
 
         if provider is not None and provider != provider_before:
             self.summary.providers_set += 1
+        self._warn_about(record)
+        record.pk = patient.pk
+        return outcome
+
+    def _warn_about(self, record: PatientRecord) -> None:
         for warning in record.warnings:
             self.summary.warn(record.location, warning)
         if record.email and not is_valid_email(record.email):
@@ -203,8 +208,68 @@ class Store:
                 "email address is not valid; it is kept, and the patient cannot "
                 "be invited until it is corrected",
             )
-        record.pk = patient.pk
-        return outcome
+
+    def save_new_patients(
+        self, items: list[tuple[str, PatientRecord]], context: dict
+    ) -> list[str] | None:
+        """Insert a chunk of patients that are all new, in a few statements.
+
+        A first import is nearly all new patients, and inserting each alone
+        costs several statements. Returns None, having written nothing, when
+        any record matches a saved patient or an identifier another patient
+        has, or repeats an id or identifier of the chunk: those go one by one.
+        """
+        seen_ids = set()
+        seen_identifiers = set()
+        for source, record in items:
+            key = (source, record.source_id)
+            identifiers = set(record.identifiers)
+            if (
+                key in context["existing"]
+                or key in seen_ids
+                or any(pair in context["owners"] for pair in identifiers)
+                or identifiers & seen_identifiers
+            ):
+                return None
+            seen_ids.add(key)
+            seen_identifiers |= identifiers
+
+        patients = []
+        for source, record in items:
+            provider = context["providers"].get(
+                (record.provider_npi, record.provider_name)
+            )
+            patient = Patient(source=source, source_id=record.source_id)
+            self._apply_fields(patient, record, provider)
+            patient.set_email(record.email)
+            patients.append(patient)
+        Patient.objects.bulk_create(patients)
+
+        through = Patient.tags.through
+        identifiers, tags = [], []
+        for patient, (_, record) in zip(patients, items, strict=True):
+            identifiers += [
+                PatientIdentifier(patient=patient, system=system, value=value)
+                for system, value in dict.fromkeys(record.identifiers)
+            ]
+            tags += [
+                through(patient_id=patient.pk, tag_id=self.tag_pks[name])
+                for name in dict.fromkeys(record.tags)
+            ]
+        PatientIdentifier.objects.bulk_create(identifiers)
+        through.objects.bulk_create(tags)
+
+        # Written only now, when every row is saved.
+        for patient, (source, record) in zip(patients, items, strict=True):
+            context["existing"][(source, record.source_id)] = patient
+            for pair in record.identifiers:
+                context["owners"][pair] = patient.pk
+            if patient.primary_provider_id is not None:
+                self.summary.providers_set += 1
+            self.summary.tags_added += len(set(record.tags))
+            self._warn_about(record)
+            record.pk = patient.pk
+        return ["created"] * len(items)
 
     def _matching_patient(self, source, record, context) -> Patient | None:
         """Return the saved patient with this source id, else with an identifier."""
@@ -338,6 +403,59 @@ class Store:
     def save_appointment(
         self, item: tuple[str, AppointmentRecord], context: dict
     ) -> str | None:
+        values, dangles = self._appointment_values(item, context)
+        for dangle in dangles:
+            self.summary.dangle(*dangle)
+        if values is None:
+            return None
+        source, record = item
+        appointment = context["existing"].get((source, record.source_id))
+        if appointment is None:
+            context["existing"][(source, record.source_id)] = (
+                Appointment.objects.create(
+                    source=source, source_id=record.source_id, **values
+                )
+            )
+            return "created"
+        return _update_appointment(appointment, values)
+
+    def save_appointments_together(
+        self, items: list[tuple[str, AppointmentRecord]], context: dict
+    ) -> list[str | None] | None:
+        """Save a chunk of appointments, inserting the new ones in one statement.
+
+        Returns None, having written nothing, when an id repeats in the chunk.
+        """
+        keys = [(source, record.source_id) for source, record in items]
+        if len(set(keys)) != len(keys):
+            return None
+        outcomes, new, dangles = [], [], []
+        for item, key in zip(items, keys, strict=True):
+            values, notes = self._appointment_values(item, context)
+            dangles += notes
+            appointment = context["existing"].get(key)
+            if values is None:
+                outcomes.append(None)
+            elif appointment is None:
+                new.append(Appointment(source=key[0], source_id=key[1], **values))
+                outcomes.append("created")
+            else:
+                outcomes.append(_update_appointment(appointment, values))
+        Appointment.objects.bulk_create(new)
+
+        # Written only now, when every row is saved.
+        for appointment in new:
+            context["existing"][(appointment.source, appointment.source_id)] = (
+                appointment
+            )
+        for dangle in dangles:
+            self.summary.dangle(*dangle)
+        return outcomes
+
+    def _appointment_values(
+        self, item: tuple[str, AppointmentRecord], context: dict
+    ) -> tuple[dict | None, list[tuple[str, str, str]]]:
+        """Return the appointment's fields, or None to skip it, and what dangles."""
         source, record = item
         patient = next(
             (
@@ -349,25 +467,28 @@ class Store:
         )
         if patient is None:
             named = str(record.patient) if record.patient else record.patient_identifier
-            self.summary.dangle(
-                record.location,
-                named,
-                "Appointment patient not found; the appointment was not imported",
-            )
-            return None
+            return None, [
+                (
+                    record.location,
+                    named,
+                    "Appointment patient not found; the appointment was not imported",
+                )
+            ]
 
+        dangles = []
         practitioner = context["providers"].get(
             (record.practitioner_npi, record.practitioner_name)
         )
         if record.practitioner is not None:
             practitioner = self.practitioners.resolve(record.practitioner)
             if practitioner is None:
-                self.summary.dangle(
-                    record.location,
-                    str(record.practitioner),
-                    "Appointment practitioner not found; imported without one",
+                dangles.append(
+                    (
+                        record.location,
+                        str(record.practitioner),
+                        "Appointment practitioner not found; imported without one",
+                    )
                 )
-
         values = {
             "patient_id": patient,
             "status": record.status,
@@ -375,25 +496,7 @@ class Store:
             "end": record.end,
             "practitioner_id": practitioner,
         }
-        appointment = context["existing"].get((source, record.source_id))
-        if appointment is None:
-            context["existing"][(source, record.source_id)] = (
-                Appointment.objects.create(
-                    source=source, source_id=record.source_id, **values
-                )
-            )
-            return "created"
-        changed = [
-            name
-            for name, value in values.items()
-            if getattr(appointment, name) != value
-        ]
-        for name in changed:
-            setattr(appointment, name, values[name])
-        if changed:
-            appointment.save(update_fields=changed)
-            return "updated"
-        return "unchanged"
+        return values, dangles
 
     # --- Primary providers ---
 
@@ -427,3 +530,15 @@ def _patient_keys(record: AppointmentRecord) -> list[Reference]:
             "identifier", resource_type="Patient", value=record.patient_identifier
         ),
     ]
+
+
+def _update_appointment(appointment: Appointment, values: dict) -> str:
+    changed = [
+        name for name, value in values.items() if getattr(appointment, name) != value
+    ]
+    for name in changed:
+        setattr(appointment, name, values[name])
+    if changed:
+        appointment.save(update_fields=changed)
+        return "updated"
+    return "unchanged"
