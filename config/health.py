@@ -44,10 +44,14 @@ def health_check(request):
             cursor.fetchone()
     except Error as error:
         _record_outcome(ok=False, error=error)
-        return _response("unavailable", 503)
-
-    _record_outcome(ok=True)
-    return _response("ok", 200)
+        response = _response("unavailable", 503)
+    else:
+        _record_outcome(ok=True)
+        response = _response("ok", 200)
+    if request.method == "HEAD":
+        # gunicorn logs a warning for every HEAD response that has a body.
+        response.content = b""
+    return response
 
 
 def _record_outcome(*, ok: bool, error: Exception | None = None) -> None:

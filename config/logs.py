@@ -1,8 +1,10 @@
 """Log records as JSON lines or plain text on standard error, without secrets.
 
-Both formats mask long path segments in the finished line, because request
-paths carry the tokens of invitation, password reset and email change links,
-and Django prints the path of a request that failed.
+Both formats mask long path segments, query strings and email addresses in
+the finished line, because request paths carry the tokens of invitation,
+password reset and email change links, query strings carry staff searches
+for patients, and Django and gunicorn print the path of a request that
+failed.
 """
 
 import contextvars
@@ -25,14 +27,25 @@ LOG_FORMATS = ("json", "text")
 # The fixed segments of this project's routes are all shorter.
 _LONG_SEGMENT = re.compile(r"/[A-Za-z0-9_-]{20,}")
 MASK = "/<masked>"
+# A query string, as gunicorn quotes it in "Error handling request GET
+# /?q=..." after a timeout: staff search for patients by name and birth date.
+_QUERY = re.compile(r"(?<=[^\s?])\?[^\s\"'<>]+")
+# An email address anywhere, such as in a mistyped path.
+_ADDRESS = re.compile(r"[^\s\"'<>/@]+@[^\s\"'<>/@]+")
+# gunicorn's line for a request that timed out or raised quotes its whole
+# path, which may be anything a person typed.
+_FAILED_REQUEST = re.compile(r"(Error handling request )(?:[A-Z]+ )?\S+")
 
 # Record attributes that every JSON line carries, and their names there.
 _FIELDS = {"levelname": "level", "name": "logger", "process": "process"}
 
 
-def mask_path_secrets(text: str) -> str:
-    """Replace every path segment of 20 characters or more by <masked>."""
-    return _LONG_SEGMENT.sub(MASK, text)
+def mask_secrets(text: str) -> str:
+    """Mask request paths, long path segments, query strings and addresses."""
+    text = _FAILED_REQUEST.sub(r"\1<request>", text)
+    text = _LONG_SEGMENT.sub(MASK, text)
+    text = _QUERY.sub("?<masked>", text)
+    return _ADDRESS.sub("<address>", text)
 
 
 class TextFormatter(logging.Formatter):
@@ -43,7 +56,7 @@ class TextFormatter(logging.Formatter):
         current = request_id.get()
         if current:
             line = f"{line} request_id={current}"
-        return mask_path_secrets(line)
+        return mask_secrets(line)
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -77,7 +90,7 @@ class JsonLineFormatter(JsonFormatter):
             log_data["request_id"] = current
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_path_secrets(super().format(record))
+        return mask_secrets(super().format(record))
 
 
 def configure_logging(config: dict) -> None:

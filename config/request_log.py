@@ -13,7 +13,7 @@ import uuid
 from django.conf import settings
 from django.urls import Resolver404, resolve
 
-from config.logs import mask_path_secrets, request_id
+from config.logs import mask_secrets, request_id
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ def describe_route(request) -> str:
     if match is not None:
         return "/" + match.route
     if request.path_info.startswith(settings.STATIC_URL):
-        return request.path_info
-    # A path that matches nothing can still hold a token, mistyped or cut.
-    return mask_path_secrets(request.path_info)
+        return mask_secrets(request.path_info)
+    # A path that matches nothing can hold anything a person typed, such as
+    # a mistyped link or a patient's address, so it is not logged.
+    return "<no route>"
 
 
 class RequestLogMiddleware:

@@ -138,7 +138,6 @@ def _send_each(
     accepted: list[int] = []
     try:
         for start in range(0, len(invitation_ids), RECORD_EVERY):
-            claim.renew_if_due(invitation_ids[start:])
             stopped = _send_group(
                 connection, invitation_ids, start, claim, report, deferred, accepted
             )
@@ -173,6 +172,9 @@ def _send_group(
         .in_bulk(group)
     )
     for position, invitation_id in enumerate(group, start):
+        # Before each message, since one slow message can take the whole
+        # SMTP timeout.
+        claim.renew_if_due(invitation_ids[position:])
         invitation = invitations.get(invitation_id)
         if invitation is None:
             report.skipped += 1

@@ -60,26 +60,45 @@ def result(job: BulkActionRequest) -> bulk.Plan:
 
 
 def resume(job: BulkActionRequest) -> bool:
-    """Queue a stopped or stalled job again; return False if it had finished."""
+    """Queue a stopped or stalled job again; return False if nothing was queued.
+
+    Nothing is queued for a finished job, or when a run of the job is
+    already due, so that repeated clicks add no work for the workers.
+    """
     from patients.tasks import run_bulk_job
 
     with transaction.atomic():
         updated = BulkActionRequest.objects.filter(
             pk=job.pk, chunked=True, finished_at__isnull=True
         ).update(error="")
-        if updated:
-            run_bulk_job.enqueue(job.pk)
-    return bool(updated)
+        if not updated or job.pk in _jobs_with_a_task_due():
+            return False
+        run_bulk_job.enqueue(job.pk)
+    return True
 
 
 def is_stalled(job: BulkActionRequest) -> bool:
-    """Return whether an unfinished job made no progress for BULK_JOB_STALE_SECONDS."""
+    """Return whether an unfinished job made no progress for BULK_JOB_STALE_SECONDS.
+
+    A job that has not started yet and whose task is still due is waiting
+    for a free worker, not stalled.
+    """
     if job.finished_at is not None:
         return False
     last = job.heartbeat_at or job.created_at
-    return timezone.now() - last > datetime.timedelta(
+    quiet = timezone.now() - last > datetime.timedelta(
         seconds=settings.BULK_JOB_STALE_SECONDS
     )
+    if not quiet or job.heartbeat_at is not None:
+        return quiet
+    return job.pk not in _jobs_with_a_task_due()
+
+
+def _jobs_with_a_task_due() -> set[int]:
+    from patients.tasks import run_bulk_job
+
+    due = DBTaskResult.objects.ready().filter(task_path=run_bulk_job.module_path)
+    return {task.args_kwargs["args"][0] for task in due}
 
 
 def run(job_id: int) -> BulkActionRequest:
@@ -178,8 +197,7 @@ def resume_stalled() -> int:
     stalled = [job for job in candidates if is_stalled(job)]
     if not stalled:
         return 0
-    due = DBTaskResult.objects.ready().filter(task_path=run_bulk_job.module_path)
-    waiting = {task.args_kwargs["args"][0] for task in due}
+    waiting = _jobs_with_a_task_due()
     resumed = 0
     for job in stalled:
         if job.pk not in waiting:

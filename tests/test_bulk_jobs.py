@@ -234,3 +234,27 @@ def test_job_page_needs_the_actions_permission(
     assert other.get(response.url).status_code == 403
     resume = reverse("bulk-job-resume", args=[BulkActionRequest.objects.get().pk])
     assert other.post(resume).status_code == 403
+
+
+def test_queued_job_waiting_for_a_worker_is_not_stalled(small_jobs, front_desk_client):
+    _practice()
+    response = _confirm_all(front_desk_client, "enable")
+    job = BulkActionRequest.objects.get()
+    BulkActionRequest.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - datetime.timedelta(minutes=5)
+    )
+    job.refresh_from_db()
+
+    assert not jobs.is_stalled(job)
+    assert b"Resume" not in front_desk_client.get(response.url).content
+
+
+def test_resume_twice_queues_one_run(small_jobs, front_desk_client):
+    _practice()
+    _confirm_all(front_desk_client, "enable")
+    job = BulkActionRequest.objects.get()
+    DBTaskResult.objects.update(status="RUNNING", started_at=timezone.now())
+
+    assert jobs.resume(job)
+    assert not jobs.resume(job)
+    assert queued_tasks(run_bulk_job).count() == 1

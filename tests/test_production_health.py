@@ -6,8 +6,10 @@ import shutil
 import pytest
 from django.contrib.sessions.models import Session
 from django.db import connection
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
+from config.health import health_check
 from tests.production import (
     free_port,
     get,
@@ -52,6 +54,15 @@ def test_health_check_needs_no_allowed_host(client):
     response = client.get("/healthz", headers={"host": "10.1.2.3:8000"})
 
     assert response.status_code == 200
+
+
+def test_health_check_head_has_no_body(db):
+    # Called directly: the test client would drop the body of a HEAD
+    # response itself, and gunicorn does not.
+    response = health_check(RequestFactory().head("/healthz"))
+
+    assert response.status_code == 200
+    assert response.content == b""
 
 
 def test_health_check_rejects_post(client):

@@ -11,7 +11,7 @@ from django.urls import get_resolver
 from config.logs import (
     JsonLineFormatter,
     TextFormatter,
-    mask_path_secrets,
+    mask_secrets,
     request_id,
 )
 from tests.production import (
@@ -52,6 +52,7 @@ try:
 except LookupError:
     logging.getLogger("invitations").exception("Invitation lookup failed")
 warnings.warn("A deprecated call")
+client.get("/zebediah.quixote/1971-03-14/", secure=True)
 print(link.status_code, login.status_code)
 """
 
@@ -107,6 +108,7 @@ def test_json_log_names_routes_not_paths(json_records):
     assert [(r["method"], r["route"], r["status"]) for r in requests] == [
         ("GET", "/invite/<str:token>/", 302),
         ("POST", "/portal/login/", 200),
+        ("GET", "<no route>", 404),
     ]
     assert all(len(r["request_id"]) == 32 for r in requests)
     assert requests[0]["request_id"] != requests[1]["request_id"]
@@ -207,7 +209,7 @@ def test_masking_keeps_every_route():
     routes = list(_routes(get_resolver()))
 
     assert "/invite/<str:token>/" in routes
-    assert [r for r in routes if mask_path_secrets(r) != r] == []
+    assert [r for r in routes if mask_secrets(r) != r] == []
 
 
 def test_masking_hides_link_tokens():
@@ -217,10 +219,35 @@ def test_masking_hides_link_tokens():
         "/portal/email/confirm/" + "0123456789abcdef" * 4 + "/",
     ]
 
-    masked = [mask_path_secrets(link) for link in links]
+    masked = [mask_secrets(link) for link in links]
 
     assert masked == [
         "/invite/<masked>/",
         "/portal/password-reset/MTI/<masked>/",
         "/portal/email/confirm/<masked>/",
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "Error handling request GET /?q=Zebediah+Quixote",
+            "Error handling request <request>",
+        ),
+        (
+            "Error handling request /zebediah/1971-03-14",
+            "Error handling request <request>",
+        ),
+        ("Not Found: /?q=1971-03-14&sort=name", "Not Found: /?<masked>"),
+        ("GET /zebediah.quixote@example.org/x", "GET /<address>/x"),
+        ("Is the worker running? Check it.", "Is the worker running? Check it."),
+    ],
+)
+def test_masking_hides_searches_and_addresses(line, expected):
+    assert mask_secrets(line) == expected
+
+
+def test_unmatched_path_is_not_logged(json_log):
+    assert "zebediah" not in json_log
+    assert "1971-03-14" not in json_log
