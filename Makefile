@@ -2,11 +2,14 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 MANAGE := $(PYTHON) manage.py
 
-.PHONY: help venv demo test lint format clean
+.PHONY: help venv demo test bench lint format clean
 
 help:
 	@echo "make demo   build the environment, load a demo practice and serve it on http://127.0.0.1:8000"
 	@echo "make test   run linters, the migrations check and the whole test suite"
+	@echo "make bench  time the product against the machine's limits and write docs/benchmarks.md"
+	@echo "            (N=100000 patients by default; BENCH_DATABASES=sqlite,postgresql;"
+	@echo "            BENCH_PHASES=import,list,delivery,bulk)"
 
 venv: $(VENV)/.synced
 
@@ -26,6 +29,17 @@ lint: venv
 test: lint
 	$(VENV)/bin/pytest
 	./scripts/test-postgres.sh
+
+# Patients in the benchmark's practice, the databases it runs on and its phases.
+# PostgreSQL is at BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/portal_bench
+# by default), a database the benchmark creates and drops.
+N ?= 100000
+BENCH_DATABASES ?= sqlite,postgresql
+BENCH_PHASES ?= import,list,delivery,bulk
+
+bench: venv
+	$(PYTHON) -m benchmarks --patients $(N) --databases $(BENCH_DATABASES) \
+		--phases $(BENCH_PHASES) --output docs/benchmarks.md
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

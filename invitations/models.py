@@ -96,7 +96,9 @@ class Invitation(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["patient", "-created_at"]),
+            # In the order of a patient's newest invitation, which the
+            # onboarding list looks up for every patient it shows.
+            models.Index(fields=["patient", "-created_at", "-id"]),
             models.Index(fields=["delivery_status", "next_attempt_at"]),
         ]
 

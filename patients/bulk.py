@@ -141,9 +141,12 @@ def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
     other_patient = Patient.objects.filter(
         email_normalized=OuterRef("email_normalized")
     ).exclude(pk=OuterRef("pk"))
-    practitioner = Practitioner.objects.annotate(compared=Lower(Trim("email"))).filter(
-        compared=OuterRef("email_normalized")
-    )
+    # Gathered once per query rather than scanned again for every patient,
+    # because no index covers the lower-cased address and a practice has few
+    # practitioners.
+    practitioner_emails = Practitioner.objects.annotate(
+        compared=Lower(Trim("email"))
+    ).values("compared")
     failed_delivery = Invitation.objects.filter(
         patient=OuterRef("pk"),
         email__iexact=OuterRef("email"),
@@ -160,7 +163,7 @@ def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
         "child": Q(birth_date__gt=years_before(today, settings.OWN_ACCOUNT_MIN_AGE)),
         "minor": Q(birth_date__gt=years_before(today, settings.AGE_OF_MAJORITY)),
         "shared_email": ~Q(email_normalized="")
-        & (Q(Exists(other_patient)) | Q(Exists(practitioner))),
+        & (Q(Exists(other_patient)) | Q(email_normalized__in=practitioner_emails)),
         "email_changed": Q(email_changed_at__gte=changed_since),
         "delivery_failed": Q(Exists(failed_delivery)),
         "possible_duplicate": ~Q(search_name="") & Q(Exists(twin)),

@@ -11,7 +11,9 @@ import re
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import connections
 from django.db.models import (
     BooleanField,
     Case,
@@ -25,6 +27,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from invitations.models import Invitation
@@ -361,24 +364,79 @@ def filter_patients(data, patients=None):
     return patients
 
 
-def order_patients(patients, sort: str):
-    """Order by a SORT_FIELDS key, "-" first for descending; blanks sort last."""
+def order_patients(patients, sort: str, *, searched: bool = False):
+    """Order by a SORT_FIELDS key, "-" first for descending; blanks sort last.
+
+    SEARCHED is true when a name search narrowed the patients.
+    """
     key = sort.removeprefix("-")
     if key not in SORT_FIELDS:
         key, sort = DEFAULT_SORT, DEFAULT_SORT
-    field = F(SORT_FIELDS[key])
+    name = SORT_FIELDS[key]
+    field = F(name)
+    if searched and key == "name":
+        # The patients a name search finds sit together in name order, so
+        # walking the name index to the first page can read most of the
+        # table. Lower() of the already lower-case name hides that index,
+        # and the database sorts the few matches instead.
+        field = Lower(name)
+    # A column that is never blank is ordered plainly, so that PostgreSQL can
+    # read its index backwards for the descending order.
+    nulls_last = True if Patient._meta.get_field(name).null else None
     if sort.startswith("-"):
-        return patients.order_by(field.desc(nulls_last=True), "-id")
-    return patients.order_by(field.asc(nulls_last=True), "id")
+        return patients.order_by(field.desc(nulls_last=nulls_last), "-id")
+    return patients.order_by(field.asc(nulls_last=nulls_last), "id")
 
 
 def snapshot(patients) -> dict[str, int]:
-    """Count the filtered patients and how far they got, in one query."""
-    invited = Invitation.objects.filter(patient=OuterRef("pk"))
-    return patients.order_by().aggregate(
+    """Count the filtered patients and how far they got.
+
+    A patient with any invitation counts as invited. SQLite looks that up
+    for each patient, fastest against the invited ids gathered once (IN).
+    PostgreSQL would run a subquery per patient there, and could not hash an
+    IN list of a large practice within its default work_mem, so it joins the
+    filtered patients to the invited ids instead (_postgresql_snapshot).
+    """
+    patients = patients.order_by()
+    if connections[patients.db].vendor == "postgresql":
+        return _postgresql_snapshot(patients)
+    invited_ids = Invitation.objects.values("patient_id")
+    return patients.aggregate(
         total=Count("pk"),
         with_access=Count("pk", filter=Q(portal_access=True)),
-        invited=Count("pk", filter=Q(Exists(invited))),
+        invited=Count("pk", filter=Q(pk__in=invited_ids)),
         with_username=Count("pk", filter=Q(user__isnull=False)),
         logged_in=Count("pk", filter=Q(last_login_at__isnull=False)),
     )
+
+
+SNAPSHOT_COUNTS = ("total", "with_access", "with_username", "logged_in", "invited")
+# The filters run once, in the inner query. A hash or merge join then finds
+# the invited patients among them, whatever the size of the practice.
+POSTGRESQL_SNAPSHOT = """
+    SELECT COUNT(*),
+        COUNT(*) FILTER (WHERE matched.portal_access),
+        COUNT(*) FILTER (WHERE matched.user_id IS NOT NULL),
+        COUNT(*) FILTER (WHERE matched.last_login_at IS NOT NULL),
+        COUNT(invited.patient_id)
+    FROM ({patients}) AS matched
+    LEFT JOIN (SELECT DISTINCT patient_id FROM {invitations}) AS invited
+        ON invited.patient_id = matched.id
+"""
+
+
+def _postgresql_snapshot(patients) -> dict[str, int]:
+    connection = connections[patients.db]
+    columns = patients.values("id", "portal_access", "user_id", "last_login_at")
+    try:
+        sql, params = columns.query.get_compiler(using=patients.db).as_sql()
+    except EmptyResultSet:
+        return dict.fromkeys(SNAPSHOT_COUNTS, 0)
+    statement = POSTGRESQL_SNAPSHOT.format(
+        patients=sql,
+        invitations=connection.ops.quote_name(Invitation._meta.db_table),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    return dict(zip(SNAPSHOT_COUNTS, row, strict=True))

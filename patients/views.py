@@ -186,9 +186,9 @@ def onboarding(request):
     sort = request.GET.get("sort", DEFAULT_SORT)
     if sort.removeprefix("-") not in SORT_FIELDS:
         sort = DEFAULT_SORT
-    rows = with_portal_state(order_patients(patients, sort)).select_related(
-        "primary_provider"
-    )
+    searched = form.is_valid() and bool(form.cleaned_data.get("q"))
+    ordered = order_patients(patients, sort, searched=searched)
+    rows = with_portal_state(ordered).select_related("primary_provider")
     paginator = CountedPaginator(rows, settings.ONBOARDING_PAGE_SIZE, counts["total"])
     page = paginator.get_page(request.GET.get("page"))
     for patient in page:

@@ -2,9 +2,9 @@
 
 Every piece of background work is recorded in the product's own tables
 (queued invitations with their claims, bulk jobs and uploaded imports with
-their progress), so the sweep recovers the work from those rows, not from the task queue. The task
-rows of a stopped worker are only tidied: marked failed, so that they no longer
-look as if they were running.
+their progress), so the sweep recovers the work from those rows, not from
+the task queue. The task rows of a stopped worker are only tidied: marked
+failed, so that they no longer look as if they were running.
 """
 
 import datetime

@@ -113,8 +113,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The planner overestimates the list's counts with a safety-check or
-    # portal-state filter, so its JIT compiler would spend about half a
-    # second on queries that run in a few tenths without it (make bench).
+    # portal-state filter, so its JIT compiler would spend 300 to 500 ms on
+    # queries that run in about 150 ms without it (make bench, 100,000
+    # patients).
     database_options = DATABASES["default"].setdefault("OPTIONS", {})
     database_options["options"] = (
         database_options.get("options", "") + " -c jit=off"
