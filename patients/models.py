@@ -340,6 +340,11 @@ class BulkActionRequest(models.Model):
     def __str__(self):
         return f"Bulk action request {self.pk}"
 
+    def get_action_label(self) -> str:
+        from patients.bulk import ACTIONS
+
+        return ACTIONS.get(self.action, self.action)
+
     @property
     def state(self) -> str:
         if self.finished_at is not None:

@@ -39,7 +39,7 @@ from patients.filters import (
     with_portal_state,
 )
 from patients.forms import EmailForm, StaffAuthenticationForm, UsernameForm
-from patients.models import Appointment, Patient
+from patients.models import Appointment, BulkActionRequest, Patient
 from patients.services import (
     change_email,
     change_username,
@@ -204,6 +204,11 @@ def onboarding(request):
         "can_enable": request.user.has_perm(actions.PERMISSIONS[bulk.ENABLE]),
         "can_invite": request.user.has_perm(actions.PERMISSIONS[bulk.INVITE]),
         "actions": bulk.ACTIONS,
+        # The user's own actions still running, so that their progress pages
+        # can be found again after leaving them.
+        "unfinished_jobs": BulkActionRequest.objects.filter(
+            user=request.user, chunked=True, finished_at__isnull=True
+        ).order_by("-created_at")[:5],
     }
     return render(request, "patients/onboarding.html", context)
 

@@ -258,3 +258,16 @@ def test_resume_twice_queues_one_run(small_jobs, front_desk_client):
     assert jobs.resume(job)
     assert not jobs.resume(job)
     assert queued_tasks(run_bulk_job).count() == 1
+
+
+def test_list_links_the_users_unfinished_job(small_jobs, front_desk_client):
+    _practice()
+    response = _confirm_all(front_desk_client, "enable")
+
+    page = front_desk_client.get(reverse("onboarding")).content.decode()
+
+    assert 'id="unfinished-jobs"' in page
+    assert f'href="{response.url}"' in page
+    run_worker()
+    page = front_desk_client.get(reverse("onboarding")).content.decode()
+    assert 'id="unfinished-jobs"' not in page

@@ -20,10 +20,11 @@ from patients.models import Appointment, Practitioner, Tag
 from tests.conftest import make_patient
 
 # One list request without filters reads the session, the staff user, the
-# snapshot counts, the page's rows, the user's and the groups' permissions
-# and the filter form's tags and providers. It writes the session to keep the
-# idle limit exact, inside a savepoint that the test's transaction adds.
-QUERIES_WITHOUT_FILTERS = 11
+# snapshot counts, the page's rows, the user's and the groups' permissions,
+# the user's unfinished bulk actions and the filter form's tags and
+# providers. It writes the session to keep the idle limit exact, inside a
+# savepoint that the test's transaction adds.
+QUERIES_WITHOUT_FILTERS = 12
 
 
 def _invitation(patient, *, delivery, days_ago):
