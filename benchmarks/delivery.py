@@ -7,7 +7,7 @@ one connection. The product's run queues invitations with send_invitations(),
 then starts one or more worker processes in batch mode and times them from
 start until they exit. The report then compares the invitations' delivery
 status in the database and the sink's count per recipient with the number
-queued, and says whether each invitation was sent exactly once.
+queued, and reports whether each invitation was sent exactly once.
 """
 
 import os

@@ -23,7 +23,7 @@ _last_check_ok = True
 
 
 class HealthCheckMiddleware:
-    """Respond to /healthz before any other middleware sees the request."""
+    """Respond to /healthz before any other middleware runs."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -1,10 +1,9 @@
 """Log records as JSON lines or plain text on standard error, without secrets.
 
 Both formats mask long path segments, query strings and email addresses in
-the finished line, because request paths carry the tokens of invitation,
-password reset and email change links, query strings carry staff searches
-for patients, and Django and gunicorn print the path of a request that
-failed.
+the finished line. Request paths carry the tokens of invitation, password
+reset and email change links, and query strings carry staff searches for
+patients. Django and gunicorn print the path of a request that failed.
 """
 
 import contextvars

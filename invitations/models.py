@@ -85,9 +85,9 @@ class Invitation(models.Model):
     delivery_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    # A worker sending this invitation holds it until claimed_until; another
-    # worker leaves it alone until then, and the recovery sweep queues it
-    # again if the claim runs out with the invitation still queued.
+    # A worker sending this invitation claims it until claimed_until. Other
+    # workers skip it until then, and the recovery sweep queues it again if
+    # the claim runs out with the invitation still queued.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True)
 

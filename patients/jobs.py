@@ -77,11 +77,12 @@ def resume(job: BulkActionRequest) -> bool:
     return True
 
 
-def is_stalled(job: BulkActionRequest) -> bool:
+def is_stalled(job: BulkActionRequest, due: set[int] | None = None) -> bool:
     """Return whether an unfinished job made no progress for BULK_JOB_STALE_SECONDS.
 
     A job that has not started yet and whose task is still due is waiting
-    for a free worker, not stalled.
+    for a free worker, not stalled. DUE, when given, is the ids of the jobs
+    with a task due, from _jobs_with_a_task_due().
     """
     if job.finished_at is not None:
         return False
@@ -91,7 +92,9 @@ def is_stalled(job: BulkActionRequest) -> bool:
     )
     if not quiet or job.heartbeat_at is not None:
         return quiet
-    return job.pk not in _jobs_with_a_task_due()
+    if due is None:
+        due = _jobs_with_a_task_due()
+    return job.pk not in due
 
 
 def _jobs_with_a_task_due() -> set[int]:
@@ -194,13 +197,11 @@ def resume_stalled() -> int:
     candidates = BulkActionRequest.objects.filter(
         chunked=True, finished_at__isnull=True, error=""
     )
-    stalled = [job for job in candidates if is_stalled(job)]
-    if not stalled:
-        return 0
+    # Read once for all candidates rather than once per job.
     waiting = _jobs_with_a_task_due()
     resumed = 0
-    for job in stalled:
-        if job.pk not in waiting:
+    for job in candidates:
+        if is_stalled(job, waiting) and job.pk not in waiting:
             run_bulk_job.enqueue(job.pk)
             resumed += 1
     if resumed:

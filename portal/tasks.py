@@ -29,8 +29,8 @@ def _send(description: str, build, retry) -> None:
     """Build one email with BUILD() and send it; DESCRIPTION names it in the log.
 
     An address that cannot be used is logged, without the address, and
-    nothing is sent. When the server is unavailable or answers with a
-    temporary error, RETRY(delay) queues the task again.
+    nothing is sent. When the server is unavailable or replies with a
+    temporary error, RETRY(error) queues the task again.
     """
     try:
         message = build()

@@ -236,7 +236,7 @@ def test_job_page_needs_the_actions_permission(
     assert other.post(resume).status_code == 403
 
 
-def test_queued_job_waiting_for_a_worker_is_not_stalled(small_jobs, front_desk_client):
+def test_waiting_job_is_not_stalled(small_jobs, front_desk_client):
     _practice()
     response = _confirm_all(front_desk_client, "enable")
     job = BulkActionRequest.objects.get()

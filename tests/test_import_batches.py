@@ -58,7 +58,7 @@ def test_queries_do_not_grow_within_a_chunk(tmp_path):
     assert PatientIdentifier.objects.count() == CHUNK_SIZE - 10
 
 
-def test_chunk_with_a_known_patient_is_saved_one_by_one(tmp_path):
+def test_known_patient_chunk_saved_singly(tmp_path):
     run_import(write_ndjson(tmp_path / "first.ndjson", [patient(id="p3")]))
     path = _export(tmp_path, 6)
 

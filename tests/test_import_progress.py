@@ -215,7 +215,7 @@ def test_progress_fields_advance_during_run(export, settings):
     seen = []
 
     def look_at_database(progress):
-        # Called just before each write; the row holds the write before it.
+        # Called just before each write, so the row contains the write before it.
         run = ImportRun.objects.order_by("-pk").first()
         seen.append((run.bytes_done, run.records_done, run.status))
 

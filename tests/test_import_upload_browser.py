@@ -68,7 +68,7 @@ def test_upload_shows_finished_summary(page, site, settings):
 
     run_worker()
 
-    # The page asks for the progress every second or two and reloads itself
+    # The page polls for the progress every second or two and reloads itself
     # once the import has ended.
     page.wait_for_selector("#import-summary")
     assert page.text_content("#import-status").strip() == "Finished"

@@ -40,8 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Answers /healthz before the others run: no session, no database write,
-    # no Host check and no redirect to HTTPS for a load balancer's probe.
+    # Responds to /healthz before the others run: no session, no database
+    # write, no Host check and no redirect to HTTPS for a load balancer's probe.
     "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Adds SECURE_CSP to every response without a Content-Security-Policy of
@@ -253,8 +253,8 @@ DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 30, minimum
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 # Invitations delivered by one task over one SMTP connection.
 DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100, minimum=1)
-# A worker holds the invitations it is sending for this long, renewed while it
-# works. If it dies, the recovery sweep queues them again once the hold ends.
+# A worker claims the invitations it is sending for this long, renewed while it
+# works. If it dies, the recovery sweep queues them again once the claim ends.
 DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 300, minimum=1)
 # The recovery sweep, run by every `manage.py run_worker` this often and by
 # `manage.py sweep`, queues again what crashed processes left behind.
@@ -263,7 +263,7 @@ SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 # again by the sweep.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 600, minimum=1)
 # A task still shown as running this long after it started is taken to have
-# lost its worker and is marked failed; the work itself is recovered above.
+# lost its worker and is marked failed. The work itself is recovered above.
 TASK_STALE_SECONDS = env_int("TASK_STALE_SECONDS", 6 * 3600, minimum=60)
 ONBOARDING_PAGE_SIZE = env_int("ONBOARDING_PAGE_SIZE", 50, minimum=1)
 # Files uploaded on the imports page wait in this private folder until the
@@ -279,7 +279,7 @@ IMPORT_PROGRESS_SECONDS = 2.0
 # and the recovery sweep queues it again.
 IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 300, minimum=10)
 # An action on every matching patient runs in the background, with a progress
-# page, when it covers more patients than this; smaller ones finish inside
+# page, when it covers more patients than this. Smaller ones finish inside
 # the request.
 BULK_BACKGROUND_THRESHOLD = env_int("BULK_BACKGROUND_THRESHOLD", 1000, minimum=0)
 # Patients per committed chunk of a background bulk action.
