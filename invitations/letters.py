@@ -98,17 +98,11 @@ def print_letters(patients, *, actor) -> LetterPlan:
                 [row for row, _ in new_letters]
             )
             record_many(
-                [
-                    AuditEvent(
-                        created_at=now,
-                        actor=actor,
-                        actor_label=actor.get_username() if actor else "system",
-                        action=AuditEvent.Action.LETTER,
-                        patient_id=invitation.patient_id,
-                        detail={"invitation_id": invitation.pk},
-                    )
-                    for invitation in invitations
-                ]
+                AuditEvent.Action.LETTER,
+                [invitation.patient_id for invitation in invitations],
+                now=now,
+                actor=actor,
+                details=[{"invitation_id": letter.pk} for letter in invitations],
             )
         result.letters += [
             Letter(patient, code, invitation.expires_at, invitation.pk)

@@ -7,11 +7,12 @@ rolled-back send leaves no task behind and sends no email.
 
 import datetime
 import logging
+from collections import Counter
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -19,6 +20,7 @@ from audit.services import record, record_many
 from invitations.models import Invitation, hash_token
 from patients import bulk
 from patients.models import Patient
+from portal.bulk_writes import insert_rows, reserve_ids
 
 logger = logging.getLogger(__name__)
 
@@ -58,65 +60,98 @@ def _supersede_pending(patient_ids, channel=Invitation.Channel.EMAIL) -> None:
     )
     if settings.ACTIVATION_CODE_REQUIRED:
         pending = pending.filter(channel=channel)
-    pending.filter(delivery_status=Invitation.Delivery.QUEUED).update(
-        delivery_status=Invitation.Delivery.CANCELLED
+    pending.update(
+        status=Invitation.Status.SUPERSEDED,
+        delivery_status=Case(
+            When(
+                delivery_status=Invitation.Delivery.QUEUED,
+                then=Value(Invitation.Delivery.CANCELLED),
+            ),
+            default=F("delivery_status"),
+        ),
     )
-    pending.update(status=Invitation.Status.SUPERSEDED)
 
 
 def send_invitations(patients, *, actor) -> bulk.Plan:
     """Create one invitation per eligible patient and queue their delivery.
 
-    Works in chunks, each one transaction holding the invitations, their
-    audit records and their delivery tasks. Returns the plan carried out.
+    Works in chunks of the selected patients. Each chunk is one transaction
+    that locks its patients, checks them, and writes their invitations, audit
+    records and delivery tasks, so that two clicks, or two people, never
+    invite one patient twice. Returns the plan carried out.
     """
-    result = bulk.plan(patients, bulk.INVITE)
-    ids = list(bulk.eligible_ids(patients, bulk.INVITE))
-    queued = 0
+    ids = list(patients.order_by("pk").values_list("pk", flat=True))
+    result = bulk.Plan(action=bulk.INVITE)
+    skipped = Counter()
     for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = ids[start : start + CHUNK_SIZE]
         with transaction.atomic():
             now = timezone.now()
-            # Re-check eligibility under the lock, so a patient changed since
-            # the plan was made is not invited twice by two clicks.
-            locked = (
-                bulk.annotate_reason(
-                    Patient.objects.select_for_update().filter(pk__in=chunk),
-                    bulk.INVITE,
-                    now,
-                )
-                .filter(skip_reason=bulk.ELIGIBLE)
-                .values_list("pk", "email")
+            checked = bulk.annotate_reason(
+                Patient.objects.select_for_update().filter(
+                    pk__in=ids[start : start + CHUNK_SIZE]
+                ),
+                bulk.INVITE,
+                now,
             )
-            rows = list(locked)
-            patient_ids = [pk for pk, _ in rows]
-            _supersede_pending(patient_ids)
-            invitations = Invitation.objects.bulk_create(
-                [_new_invitation(pk, email, actor, now) for pk, email in rows]
-            )
-            record_many(
-                [
-                    AuditEvent(
-                        created_at=now,
-                        actor=actor,
-                        actor_label=actor.get_username() if actor else "system",
-                        action=AuditEvent.Action.INVITE,
-                        patient_id=invitation.patient_id,
-                        detail={"invitation_id": invitation.pk},
-                    )
-                    for invitation in invitations
-                ]
-            )
-            enqueue_delivery([invitation.pk for invitation in invitations])
-        queued += len(rows)
-    logger.info("Queued %d invitations", queued)
-    # Patients invited or changed by someone else between the plan and the change.
-    if result.eligible > queued:
-        result.skipped["recently_invited"] = (
-            result.skipped.get("recently_invited", 0) + result.eligible - queued
-        )
-    result.eligible = queued
+            checked = checked.order_by().values_list("pk", "skip_reason", "email")
+            eligible = []
+            for pk, reason, email in checked:
+                if reason == bulk.ELIGIBLE:
+                    eligible.append((pk, email))
+                else:
+                    skipped[reason] += 1
+            _create_invitations(eligible, actor, now)
+        result.eligible += len(eligible)
+    result.skipped = {
+        reason: skipped[reason] for reason in bulk.SKIP_REASONS if skipped[reason]
+    }
+    logger.info("Queued %d invitations", result.eligible)
     return result
+
+
+def _create_invitations(patients: list[tuple[int, str]], actor, now) -> None:
+    """Invite each (patient id, email) of PATIENTS, audit it and queue delivery.
+
+    The rows go to the database in bulk (portal.bulk_writes): a large send
+    writes tens of thousands of invitations, audit records included.
+    """
+    patient_ids = [patient_id for patient_id, _ in patients]
+    _supersede_pending(patient_ids)
+    invitation_ids = reserve_ids(Invitation, len(patients))
+    expires_at = now + datetime.timedelta(days=settings.INVITATION_VALID_DAYS)
+    actor_id = actor.pk if actor is not None else None
+    rows = []
+    for invitation_id, (patient_id, email) in zip(
+        invitation_ids, patients, strict=True
+    ):
+        salt = Invitation.new_salt()
+        token_hash = hash_token(Invitation.token_for_salt(salt))
+        rows.append(
+            (invitation_id, patient_id, email, salt, token_hash)
+            + (actor_id, now, expires_at)
+        )
+    insert_rows(
+        Invitation,
+        [
+            "id",
+            "patient",
+            "email",
+            "salt",
+            "token_hash",
+            "created_by",
+            "created_at",
+            "expires_at",
+        ],
+        rows,
+    )
+    record_many(
+        AuditEvent.Action.INVITE,
+        patient_ids,
+        now=now,
+        actor=actor,
+        details=[{"invitation_id": pk} for pk in invitation_ids],
+    )
+    enqueue_delivery(invitation_ids)
 
 
 @transaction.atomic
@@ -345,17 +380,11 @@ def record_sent(invitation_ids: list[int]) -> None:
         last_invite_sent_at__gte=now
     ).update(last_invite_sent_at=now)
     record_many(
-        [
-            AuditEvent(
-                created_at=now,
-                actor_label="system",
-                action=AuditEvent.Action.DELIVERY,
-                outcome=AuditEvent.Outcome.SUCCESS,
-                patient_id=patient_id,
-                detail={"invitation_id": pk},
-            )
-            for pk, patient_id in rows
-        ]
+        AuditEvent.Action.DELIVERY,
+        [patient_id for _, patient_id in rows],
+        now=now,
+        actor_label="system",
+        details=[{"invitation_id": pk} for pk, _ in rows],
     )
 
 

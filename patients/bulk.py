@@ -7,6 +7,7 @@ thousand patients costs one grouped query.
 """
 
 import datetime
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -436,6 +437,32 @@ def plan(patients, action: str, now: datetime.datetime | None = None) -> Plan:
         reason: counts[reason] for reason in SKIP_REASONS if counts.get(reason)
     }
     return result
+
+
+def plan_with_ids(
+    patients, action: str, now: datetime.datetime | None = None
+) -> tuple[Plan, list[int]]:
+    """Return plan() of ACTION for PATIENTS, and the eligible ids in order.
+
+    One query gives both, where plan() and eligible_ids() take one each.
+    """
+    rows = (
+        annotate_reason(patients.order_by(), action, now)
+        .values_list("pk", "skip_reason")
+        .order_by("pk")
+    )
+    ids = []
+    counts = Counter()
+    for pk, reason in rows:
+        if reason == ELIGIBLE:
+            ids.append(pk)
+        else:
+            counts[reason] += 1
+    result = Plan(action=action, eligible=len(ids))
+    result.skipped = {
+        reason: counts[reason] for reason in SKIP_REASONS if counts[reason]
+    }
+    return result, ids
 
 
 def eligible_ids(patients, action: str, now: datetime.datetime | None = None):

@@ -22,7 +22,7 @@ from django_tasks_db.models import DBTaskResult
 from invitations.services import send_invitations
 from patients import bulk
 from patients.filters import PatientFilterForm, filter_patients
-from patients.models import BulkActionRequest, Patient
+from patients.models import BulkActionRequest
 from patients.services import enable_access
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,12 @@ def run(job_id: int) -> BulkActionRequest:
                     job.finished_at = now
                     job.save(update_fields=["heartbeat_at", "finished_at"])
                     break
-                result = act(Patient.objects.filter(pk__in=chunk), actor=job.user)
+                # The range contains the same patients as CHUNK, and is
+                # cheaper to send than two thousand ids.
+                result = act(
+                    patients.filter(pk__gt=job.cursor, pk__lte=chunk[-1]),
+                    actor=job.user,
+                )
                 job.cursor = chunk[-1]
                 job.done += len(chunk)
                 job.eligible = (job.eligible or 0) + result.eligible

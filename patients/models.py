@@ -286,7 +286,12 @@ class Appointment(models.Model):
                 fields=["source", "source_id"], name="appointment_unique_source_id"
             )
         ]
-        indexes = [models.Index(fields=["patient", "start"])]
+        indexes = [
+            models.Index(fields=["patient", "start"]),
+            # For the list's date filters, which look for the patients with an
+            # appointment in a range of days rather than each patient's dates.
+            models.Index(fields=["start", "patient"]),
+        ]
 
     def __str__(self):
         return f"Appointment {self.pk}"

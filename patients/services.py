@@ -9,32 +9,18 @@ import unicodedata
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import record, record_many
 from patients import bulk
 from patients.models import Patient
+from portal.bulk_writes import id_in
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 500
-
-
-def _audit_rows(action, actor, patient_ids, now, **detail):
-    label = actor.get_username() if actor is not None else "system"
-    return [
-        AuditEvent(
-            created_at=now,
-            actor=actor,
-            actor_label=label,
-            action=action,
-            patient_id=patient_id,
-            detail=detail,
-        )
-        for patient_id in patient_ids
-    ]
 
 
 def enable_access(patients, *, actor) -> bulk.Plan:
@@ -44,27 +30,14 @@ def enable_access(patients, *, actor) -> bulk.Plan:
     hold one long write lock. Returns the plan that was carried out, with the
     counts of patients changed and skipped.
     """
-    result = bulk.plan(patients, bulk.ENABLE)
-    ids = list(bulk.eligible_ids(patients, bulk.ENABLE))
+    result, ids = bulk.plan_with_ids(patients, bulk.ENABLE)
     changed = 0
     for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = ids[start : start + CHUNK_SIZE]
         with transaction.atomic():
             now = timezone.now()
-            # The filter repeats the eligibility test so a patient changed by
-            # someone else since the plan was made is not acted on twice.
-            locked = list(
-                Patient.objects.select_for_update()
-                .filter(pk__in=chunk, portal_access=False, deceased=False, active=True)
-                .values_list("pk", flat=True)
-            )
-            Patient.objects.filter(pk__in=locked).update(
-                portal_access=True, portal_access_changed_at=now
-            )
-            record_many(
-                _audit_rows(AuditEvent.Action.ENABLE_ACCESS, actor, locked, now)
-            )
-        changed += len(locked)
+            enabled = _grant_access(ids[start : start + CHUNK_SIZE], now)
+            record_many(AuditEvent.Action.ENABLE_ACCESS, enabled, now=now, actor=actor)
+        changed += len(enabled)
     logger.info("Enabled portal access for %d patients", changed)
     # Patients enabled by someone else between the plan and the change.
     if result.eligible > changed:
@@ -73,6 +46,28 @@ def enable_access(patients, *, actor) -> bulk.Plan:
         )
     result.eligible = changed
     return result
+
+
+def _grant_access(patient_ids: list[int], now) -> list[int]:
+    """Enable access for those of PATIENT_IDS who still qualify; return their ids.
+
+    One statement both re-checks and changes each row, so a patient enabled,
+    or marked deceased, by someone else since the plan was made is neither
+    changed nor audited.
+    """
+    test, params = id_in("id", patient_ids)
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    update = (
+        f"UPDATE {table} SET portal_access = %s, portal_access_changed_at = %s "  # noqa: S608
+        f"WHERE {test} AND NOT portal_access AND NOT deceased AND active "
+        "RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            update,
+            [True, connection.ops.adapt_datetimefield_value(now), *params],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 @transaction.atomic

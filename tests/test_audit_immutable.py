@@ -46,18 +46,21 @@ def test_record_many_inserts_events():
 
     with transaction.atomic():
         record_many(
-            [
-                AuditEvent(
-                    created_at=now,
-                    actor_label="system",
-                    action=Action.INVITE,
-                    patient=patient,
-                )
-                for patient in patients
-            ]
+            Action.INVITE,
+            [patient.pk for patient in patients],
+            now=now,
+            actor_label="system",
+            details=[{"invitation_id": 7}, {"invitation_id": 8}],
         )
 
-    assert AuditEvent.objects.filter(action=Action.INVITE).count() == 2
+    stored = AuditEvent.objects.filter(action=Action.INVITE).order_by("pk")
+    assert [(event.patient_id, event.detail) for event in stored] == [
+        (patients[0].pk, {"invitation_id": 7}),
+        (patients[1].pk, {"invitation_id": 8}),
+    ]
+    assert {(event.created_at, event.actor_label) for event in stored} == {
+        (now, "system")
+    }
 
 
 def test_save_of_existing_event_raises(event):
