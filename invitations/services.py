@@ -84,18 +84,27 @@ def send_invitations(patients, *, actor) -> bulk.Plan:
     result = bulk.Plan(action=bulk.INVITE)
     skipped = Counter()
     for start in range(0, len(ids), CHUNK_SIZE):
+        chunk = ids[start : start + CHUNK_SIZE]
         with transaction.atomic():
             now = timezone.now()
             checked = bulk.annotate_reason(
-                Patient.objects.select_for_update().filter(
-                    pk__in=ids[start : start + CHUNK_SIZE]
-                ),
+                Patient.objects.select_for_update().filter(pk__in=chunk),
                 bulk.INVITE,
                 now,
+                allow_resend=True,
             )
             checked = checked.order_by().values_list("pk", "skip_reason", "email")
+            # The last check is made here for the whole chunk. Inside the query
+            # above, PostgreSQL may choose to read every recent invitation.
+            recent = set(
+                bulk.recent_invitations(now)
+                .filter(patient__in=chunk)
+                .values_list("patient_id", flat=True)
+            )
             eligible = []
             for pk, reason, email in checked:
+                if reason == bulk.ELIGIBLE and pk in recent:
+                    reason = "recently_invited"
                 if reason == bulk.ELIGIBLE:
                     eligible.append((pk, email))
                 else:

@@ -171,18 +171,26 @@ def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
     }
 
 
-def record_conditions(now: datetime.datetime) -> dict[str, Q]:
-    """Return the skip reasons that come from the record itself, as conditions.
+def recent_invitations(now: datetime.datetime):
+    """Return the emailed invitations too recent to send another one.
 
-    With safety_conditions() they make every skip reason a filter of the list.
+    They are pending and unexpired. One that failed to arrive does not count,
+    so the patient can be invited again at once.
     """
-    recent_invitation = Invitation.objects.filter(
-        patient=OuterRef("pk"),
+    return Invitation.objects.filter(
         channel=Invitation.Channel.EMAIL,
         status=Invitation.Status.PENDING,
         created_at__gte=_recent_invitation_cutoff(now),
         expires_at__gt=now,
     ).exclude(delivery_status=Invitation.Delivery.FAILED)
+
+
+def record_conditions(now: datetime.datetime) -> dict[str, Q]:
+    """Return the skip reasons that come from the record itself, as conditions.
+
+    With safety_conditions() they make every skip reason a filter of the list.
+    """
+    recent_invitation = recent_invitations(now).filter(patient=OuterRef("pk"))
     return {
         "deceased": Q(deceased=True),
         "inactive": Q(active=False),
@@ -271,13 +279,7 @@ def annotate_reason(
             *_safety_whens(now, email=False),
         ]
     elif action == INVITE:
-        recent_invitation = Invitation.objects.filter(
-            patient=OuterRef("pk"),
-            channel=Invitation.Channel.EMAIL,
-            status=Invitation.Status.PENDING,
-            created_at__gte=_recent_invitation_cutoff(now),
-            expires_at__gt=now,
-        ).exclude(delivery_status=Invitation.Delivery.FAILED)
+        recent_invitation = recent_invitations(now).filter(patient=OuterRef("pk"))
         whens = [
             When(deceased=True, then=Value("deceased")),
             When(active=False, then=Value("inactive")),

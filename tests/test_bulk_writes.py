@@ -209,3 +209,20 @@ def test_send_invitations_cancels_unsent_one(front_desk):
     assert unsent.delivery_status == Invitation.Delivery.CANCELLED
     assert sent.status == Invitation.Status.SUPERSEDED
     assert sent.delivery_status == Invitation.Delivery.SENT
+
+
+def test_send_invitations_skips_recent_link(front_desk):
+    invited = make_patient(given="Invited", portal_access=True)
+    bounced = make_patient(given="Bounced", portal_access=True)
+    make_invitation(invited)
+    # Sent to an earlier address, so the failed-delivery check passes.
+    make_invitation(
+        bounced, delivery_status=Invitation.Delivery.FAILED, email="old@example.org"
+    )
+
+    result = send_invitations(Patient.objects.all(), actor=front_desk)
+
+    assert result.eligible == 1
+    assert result.skipped == {"recently_invited": 1}
+    assert Invitation.objects.filter(patient=invited).count() == 1
+    assert Invitation.objects.filter(patient=bounced).count() == 2
