@@ -131,6 +131,18 @@ def years_before(day: datetime.date, years: int) -> datetime.date:
         return day.replace(year=day.year - years, day=28)
 
 
+def practitioner_addresses():
+    """Return the practitioners' email addresses as compared with patients' ones.
+
+    A query uses them as a list gathered once rather than scanning the
+    practitioners again for every patient, because no index covers the
+    lower-cased address and a practice has few practitioners.
+    """
+    return Practitioner.objects.annotate(compared=Lower(Trim("email"))).values(
+        "compared"
+    )
+
+
 def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
     """Return each safety check as a condition on Patient, in checking order.
 
@@ -142,12 +154,7 @@ def safety_conditions(now: datetime.datetime) -> dict[str, Q]:
     other_patient = Patient.objects.filter(
         email_normalized=OuterRef("email_normalized")
     ).exclude(pk=OuterRef("pk"))
-    # Gathered once per query rather than scanned again for every patient,
-    # because no index covers the lower-cased address and a practice has few
-    # practitioners.
-    practitioner_emails = Practitioner.objects.annotate(
-        compared=Lower(Trim("email"))
-    ).values("compared")
+    practitioner_emails = practitioner_addresses()
     failed_delivery = Invitation.objects.filter(
         patient=OuterRef("pk"),
         email__iexact=OuterRef("email"),

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from invitations.models import Invitation
+from patients import bulk
 from patients.filters import with_portal_state
 from patients.models import Appointment, Patient, Tag
 from tests.conftest import make_patient, make_practitioner
@@ -135,6 +136,38 @@ def test_state_badge_for_each_portal_state(front_desk_client):
     assert states[set_up.pk] == Patient.PortalState.ACCOUNT_SET_UP
     assert states[logged_in.pk] == Patient.PortalState.LOGGED_IN
     assert "Invitation failed" in response.content.decode()
+
+
+def test_each_state_filter_matches_badge(front_desk_client):
+    patients = [
+        make_patient(given="Off"),
+        make_patient(given="Revoked"),
+        make_patient(given="Enabled", portal_access=True),
+        make_patient(given="Invited", portal_access=True),
+        make_patient(given="Failed", portal_access=True),
+        make_patient(given="Lapsed", portal_access=True),
+        make_patient(given="SetUp", portal_access=True),
+        make_patient(given="LoggedIn", portal_access=True),
+    ]
+    off, revoked, enabled, invited, failed, lapsed, set_up, logged_in = patients
+    _invitation(revoked)
+    _invitation(invited)
+    _invitation(failed, delivery=Invitation.Delivery.FAILED)
+    _invitation(lapsed, created_at=timezone.now() - datetime.timedelta(days=20))
+    _invitation(set_up)
+    _give_account(set_up, "setup-user")
+    _give_account(logged_in, "login-user", logged_in=NOW)
+
+    for state in Patient.PortalState:
+        response = _get(front_desk_client, state=state)
+
+        expected = [
+            patient.pk
+            for patient in with_portal_state(Patient.objects.order_by("sort_name"))
+            if patient.portal_state_value == state
+        ]
+        assert _listed_ids(response) == expected, state
+        assert expected, state
 
 
 def test_state_annotation_matches_model_method(db):
@@ -397,6 +430,26 @@ def test_filter_by_shared_email(clock, front_desk_client):
     response = _get(front_desk_client, check="shared_email")
 
     assert sorted(_listed_ids(response)) == sorted([first.pk, second.pk])
+
+
+def test_shared_email_filter_matches_check(clock, front_desk_client):
+    make_practitioner(email="  Clinic@Example.org ")
+    sharing = [
+        make_patient(given="Staff", email="clinic@example.org"),
+        make_patient(given="Twin1", email="twins@example.org"),
+        make_patient(given="Twin2", email="twins@example.org"),
+        make_patient(given="Twin3", email="TWINS@example.org"),
+    ]
+    make_patient(given="Alone", email="alone@example.org")
+    make_patient(given="Blank1", email="")
+    make_patient(given="Blank2", email="")
+
+    response = _get(front_desk_client, check="shared_email")
+
+    condition = bulk.safety_conditions(timezone.now())["shared_email"]
+    checked = Patient.objects.filter(condition).values_list("pk", flat=True)
+    assert sorted(_listed_ids(response)) == sorted(patient.pk for patient in sharing)
+    assert sorted(checked) == sorted(patient.pk for patient in sharing)
 
 
 def test_filter_minor_includes_children(clock, front_desk_client):
