@@ -353,7 +353,7 @@ def filter_patients(data, patients=None):
             bulk.turning_adult(timezone.now(), TURNING_ADULT_DAYS)
         )
     elif data.get("check") == "shared_email":
-        patients = patients.filter(_shares_email())
+        patients = patients.filter(_shares_email(patients))
     elif data.get("check"):
         now = timezone.now()
         conditions = {**bulk.safety_conditions(now), **bulk.record_conditions(now)}
@@ -365,7 +365,11 @@ def filter_patients(data, patients=None):
     return patients
 
 
-def _shares_email():
+def _on_sqlite(patients) -> bool:
+    return connections[patients.db].vendor == "sqlite"
+
+
+def _shares_email(patients):
     """Return the shared-address check of bulk.safety_conditions(), for a whole list.
 
     The addresses of more than one patient are gathered once, in one pass
@@ -380,6 +384,12 @@ def _shares_email():
         .filter(patients__gt=1)
         .values("email_normalized")
     )
+    if not _on_sqlite(patients):
+        # One IN, outside any OR, which PostgreSQL turns into a join. An IN
+        # within an OR becomes a hash in work_mem, or a scan for each patient.
+        return ~Q(email_normalized="") & Q(
+            email_normalized__in=shared.union(bulk.practitioner_addresses())
+        )
     # Lower() of the already lower-case address hides its index. Otherwise
     # SQLite gathers every match through it and sorts them all for one page.
     address = Lower("email_normalized")
@@ -395,7 +405,12 @@ def _filter_state(patients, state: str):
     conditions on the patient, which SQLite and PostgreSQL test without
     looking up each patient's newest invitation.
     """
-    invited = Invitation.objects.values("patient_id")
+    if _on_sqlite(patients):
+        never_invited = ~Q(pk__in=Invitation.objects.values("patient_id"))
+    else:
+        # NOT IN would make PostgreSQL hash every invited id, or scan them
+        # for every patient when they exceed work_mem. NOT EXISTS is an anti-join.
+        never_invited = ~Q(Exists(Invitation.objects.filter(patient=OuterRef("pk"))))
     # "Not (has a user)" rather than "user is null": SQLite would read most
     # patients through the unique index on user for the latter, then sort them.
     waiting = Q(portal_access=True, last_login_at__isnull=True) & ~Q(user__isnull=False)
@@ -405,7 +420,7 @@ def _filter_state(patients, state: str):
         State.ACCOUNT_SET_UP: Q(
             portal_access=True, last_login_at__isnull=True, user__isnull=False
         ),
-        State.ENABLED: waiting & ~Q(pk__in=invited),
+        State.ENABLED: waiting & never_invited,
     }
     if state in conditions:
         return patients.filter(conditions[state])
