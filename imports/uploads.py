@@ -406,9 +406,8 @@ def requeue_stalled() -> int:
     after SWEEP_GRACE_SECONDS. Importing the file again is safe: records
     already imported are matched by source and id and left unchanged.
     """
-    from django_tasks_db.models import DBTaskResult
-
     from imports.tasks import import_upload as import_task
+    from worker.queue import first_arguments_due
 
     now = timezone.now()
     uploads = ImportRun.objects.exclude(upload_path="")
@@ -429,8 +428,7 @@ def requeue_stalled() -> int:
         ).values_list("pk", flat=True)
     )
     if waiting:
-        due = DBTaskResult.objects.ready().filter(task_path=import_task.module_path)
-        waiting -= {task.args_kwargs["args"][0] for task in due}
+        waiting -= first_arguments_due(import_task)
 
     requeued = 0
     for run_id in [*stalled, *sorted(waiting)]:

@@ -7,11 +7,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
 from invitations.models import Invitation
 from invitations.services import enqueue_delivery
 from invitations.tasks import deliver_invitations
+from worker.queue import runs_due
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,7 @@ def requeue_left_behind() -> int:
             claimed_until=None, claim_token=""
         )
         waiting = []
-        task_due = (
-            DBTaskResult.objects.ready()
-            .filter(task_path=deliver_invitations.module_path)
-            .exists()
-        )
-        if not task_due:
+        if not runs_due(deliver_invitations).exists():
             waiting = list(
                 queued.filter(claimed_until__isnull=True)
                 .filter(

@@ -17,13 +17,13 @@ from django.conf import settings
 from django.db import transaction
 from django.http import QueryDict
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
 from invitations.services import send_invitations
 from patients import bulk
 from patients.filters import PatientFilterForm, filter_patients
 from patients.models import BulkActionRequest
 from patients.services import enable_access
+from worker.queue import first_arguments_due
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ def is_stalled(job: BulkActionRequest, due: set[int] | None = None) -> bool:
 def _jobs_with_a_task_due() -> set[int]:
     from patients.tasks import run_bulk_job
 
-    due = DBTaskResult.objects.ready().filter(task_path=run_bulk_job.module_path)
-    return {task.args_kwargs["args"][0] for task in due}
+    return first_arguments_due(run_bulk_job)
 
 
 def run(job_id: int) -> BulkActionRequest:
