@@ -54,6 +54,28 @@ event = AuditEvent.objects.get()
 print(event.patient_id, event.actor_id, event.actor_label)
 """
 
+BULK_ACTIONS = """
+import datetime
+from audit.models import AuditEvent
+from django.contrib.auth import get_user_model
+from invitations.models import Invitation
+from invitations.services import send_invitations
+from patients.models import Patient
+from patients.services import enable_access
+for number in range(3):
+    patient = Patient(
+        source="pg", source_id=str(number), birth_date=datetime.date(1980, 1, 1)
+    )
+    patient.set_name("Lind", f"Ada{number}")
+    patient.set_email(f"ada{number}@example.org")
+    patient.save()
+user = get_user_model().objects.create_user("clerk", password="x" * 20)
+enabled = enable_access(Patient.objects.all(), actor=user)
+invited = send_invitations(Patient.objects.all(), actor=user)
+print(enabled.eligible, invited.eligible, Invitation.objects.count(),
+      AuditEvent.objects.count())
+"""
+
 
 def _url(base: str, *, database: str, user: str = "", password: str = "") -> str:
     parts = urlsplit(base)
@@ -142,3 +164,17 @@ def test_app_role_cannot_change_audit_events(server):
     assert "permission denied for table audit_auditevent" in refused.stderr
     deleted = _manage(owner_url, "shell", "--no-imports", "-c", DELETE_PATIENT_AND_USER)
     assert deleted.stdout.split() == ["None", "None", "clerk"], deleted.stderr
+
+
+def test_app_role_can_run_bulk_actions(server):
+    database, role, password = server
+    owner_url = _url(SERVER, database=database)
+    app_url = _url(SERVER, database=database, user=role, password=password)
+    assert _manage(owner_url, "migrate", "--no-input").returncode == 0
+    granted = _manage(owner_url, "grant_app_role", role)
+    assert granted.returncode == 0, granted.stderr
+
+    # Bulk actions write with COPY and take invitation ids from the sequence.
+    done = _manage(app_url, "shell", "--no-imports", "-c", BULK_ACTIONS)
+
+    assert done.stdout.split() == ["3", "3", "3", "6"], done.stderr
