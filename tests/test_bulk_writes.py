@@ -1,9 +1,11 @@
 """Rows written in bulk: defaults, types, numbering, and bulk actions' re-checks."""
 
 import datetime
+import threading
+import time
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -226,3 +228,65 @@ def test_send_invitations_skips_recent_link(front_desk):
     assert result.skipped == {"recently_invited": 1}
     assert Invitation.objects.filter(patient=invited).count() == 1
     assert Invitation.objects.filter(patient=bounced).count() == 2
+
+
+def _wait_for_a_blocked_query(timeout=10.0):
+    """Wait until another session of this database waits for a row lock."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            # Otherwise pg_stat_activity stays as first read in a transaction.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                "'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("The second send never waited for the first one's locks.")
+
+
+def test_concurrent_sends_invite_once(front_desk):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    patients = [make_patient(given=f"Ready{i}", portal_access=True) for i in range(4)]
+    first_done = threading.Event()
+    results = {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                results["first"] = send_invitations(
+                    Patient.objects.all(), actor=front_desk
+                )
+                first_done.set()
+                # Commit only once the second send waits for these rows.
+                _wait_for_a_blocked_query()
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            first_done.wait(10)
+            results["second"] = send_invitations(
+                Patient.objects.all(), actor=front_desk
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert results["first"].eligible == 4
+    assert results["second"].eligible == 0
+    assert results["second"].skipped == {"recently_invited": 4}
+    for patient in patients:
+        assert Invitation.objects.filter(patient=patient).count() == 1
+        invites = AuditEvent.objects.filter(
+            action=AuditEvent.Action.INVITE, patient=patient
+        )
+        assert invites.count() == 1
