@@ -21,13 +21,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import record
 from invitations.models import Invitation
-from patients.models import Patient, Practitioner
+from patients.models import Patient, Practitioner, normalize_email
 
 ENABLE = "enable"
 INVITE = "invite"
@@ -131,16 +130,15 @@ def years_before(day: datetime.date, years: int) -> datetime.date:
         return day.replace(year=day.year - years, day=28)
 
 
-def practitioner_addresses():
-    """Return the practitioners' email addresses as compared with patients' ones.
+def practitioner_addresses() -> list[str]:
+    """Return the practitioners' email addresses, normalized as patients' ones are.
 
-    A query uses them as a list gathered once rather than scanning the
-    practitioners again for every patient, because no index covers the
-    lower-cased address and a practice has few practitioners.
+    They are normalized in Python, as Patient.email_normalized is: SQLite's
+    lower() leaves letters such as "Ü" as they are. A practice has few
+    practitioners, so the list goes into the query as parameters.
     """
-    return Practitioner.objects.annotate(compared=Lower(Trim("email"))).values(
-        "compared"
-    )
+    addresses = Practitioner.objects.exclude(email="").values_list("email", flat=True)
+    return sorted({normalize_email(address) for address in addresses} - {""})
 
 
 def safety_conditions(now: datetime.datetime) -> dict[str, Q]:

@@ -388,7 +388,11 @@ def _shares_email(patients):
         # One IN, outside any OR, which PostgreSQL turns into a join. An IN
         # within an OR becomes a hash in work_mem, or a scan for each patient.
         return ~Q(email_normalized="") & Q(
-            email_normalized__in=shared.union(bulk.practitioner_addresses())
+            email_normalized__in=shared.union(
+                Patient.objects.filter(
+                    email_normalized__in=bulk.practitioner_addresses()
+                ).values("email_normalized")
+            )
         )
     # Lower() of the already lower-case address hides its index. Otherwise
     # SQLite gathers every match through it and sorts them all for one page.

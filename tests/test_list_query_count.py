@@ -125,15 +125,16 @@ def _provider_and_dates():
     }
 
 
-# Filters, and the queries the filter form adds to check a chosen tag or
-# provider against the database.
+# Filters, and the queries they add: the filter form checks a chosen tag or
+# provider against the database, and the shared-address check reads the
+# practitioners' addresses.
 FILTERS = {
     "tag": (_tag, 1),
     "provider and dates": (_provider_and_dates, 1),
     "state invited": (lambda: {"state": "invited"}, 0),
     "state invite failed": (lambda: {"state": "invite_failed"}, 0),
     "state logged in": (lambda: {"state": "logged_in"}, 0),
-    "safety check": (lambda: {"check": "shared_email"}, 0),
+    "safety check": (lambda: {"check": "shared_email"}, 1),
     "name search": (lambda: {"q": "family"}, 0),
     "sorted by login": (lambda: {"sort": "-login", "access": "yes"}, 0),
 }

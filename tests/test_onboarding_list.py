@@ -452,6 +452,19 @@ def test_shared_email_filter_matches_check(clock, front_desk_client):
     assert sorted(checked) == sorted(patient.pk for patient in sharing)
 
 
+def test_shared_email_check_folds_any_letter(clock, front_desk_client):
+    make_practitioner(email="DR.MULLER@BÜCHER.EXAMPLE")
+    patient = make_patient(
+        given="Umlaut", email="dr.muller@bücher.example", portal_access=True
+    )
+
+    response = _get(front_desk_client, check="shared_email")
+
+    assert _listed_ids(response) == [patient.pk]
+    reason = bulk.skip_reason(patient.pk, bulk.INVITE)
+    assert reason == "shared_email"
+
+
 def test_filter_minor_includes_children(clock, front_desk_client):
     child = make_patient(given="Child", birth_date=datetime.date(2022, 1, 1))
     teen = make_patient(given="Teen", birth_date=datetime.date(2012, 1, 1))
