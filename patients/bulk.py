@@ -112,9 +112,15 @@ class Plan:
         return self.eligible + self.skipped_total
 
     def skipped_with_labels(self) -> list[tuple[str, str, int]]:
+        """Return (reason, label, count) for each reason, in checking order.
+
+        A stored result comes back from PostgreSQL's jsonb with its keys in
+        another order.
+        """
+        order = list(SKIP_REASONS)
         return [
-            (reason, SKIP_REASONS[reason], count)
-            for reason, count in self.skipped.items()
+            (reason, SKIP_REASONS[reason], self.skipped[reason])
+            for reason in sorted(self.skipped, key=order.index)
         ]
 
 

@@ -30,3 +30,14 @@ def test_plan_for_enable_skips_enabled_and_deceased(db):
 
     assert result.eligible == 1
     assert result.skipped == {"deceased": 1, "already_enabled": 1}
+
+
+def test_skipped_reasons_listed_in_checking_order():
+    plan = bulk.Plan(
+        action=bulk.INVITE,
+        skipped={"shared_email": 1, "deceased": 2, "no_email": 3},
+    )
+
+    reasons = [reason for reason, _, _ in plan.skipped_with_labels()]
+
+    assert reasons == ["deceased", "no_email", "shared_email"]
