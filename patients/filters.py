@@ -165,7 +165,8 @@ class PatientFilterForm(forms.Form):
         label="Safety check",
         choices=lambda: _check_choices(),
         required=False,
-        help_text="Patients a bulk action would skip for this reason.",
+        help_text="Patients this check applies to. A bulk action skips them, "
+        "counted under the first reason that applies.",
     )
     appointment_after = _appointment_date("Appointment scheduled after")
     appointment_before = _appointment_date("Appointment scheduled before")

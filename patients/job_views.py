@@ -33,6 +33,7 @@ def bulk_job(request, pk: int):
     job = _job_for(request, pk)
     plan = jobs.result(job)
     total = job.total or 0
+    finished = job.state == "finished"
     context = {
         "job": job,
         "action_label": bulk.ACTIONS[job.action],
@@ -46,6 +47,9 @@ def bulk_job(request, pk: int):
         if job.state in ("running", "queued")
         else None,
         "list_url": _list_url(job),
+        # Patients counted when the action was confirmed who no longer
+        # matched the filters when their turn came, changed meanwhile.
+        "no_longer_matching": max(0, total - job.done) if finished else 0,
     }
     return render(request, "patients/bulk_job.html", context)
 

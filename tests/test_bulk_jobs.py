@@ -271,3 +271,22 @@ def test_list_links_the_users_unfinished_job(small_jobs, front_desk_client):
     run_worker()
     page = front_desk_client.get(reverse("onboarding")).content.decode()
     assert 'id="unfinished-jobs"' not in page
+
+
+def test_job_page_counts_patients_no_longer_matching(small_jobs, front_desk_client):
+    patients = _practice()
+    _confirm_all(front_desk_client, "enable", access="no")
+    job = BulkActionRequest.objects.get()
+    # Enabled by someone else before the worker reached them.
+    Patient.objects.filter(pk__in=[patients[3].pk, patients[4].pk]).update(
+        portal_access=True
+    )
+
+    run_worker()
+
+    job.refresh_from_db()
+    assert (job.total, job.done, job.eligible) == (6, 4, 3)
+    page = front_desk_client.get(reverse("bulk-job", args=[job.pk])).content.decode()
+    assert 'data-reason="no_longer_matching"' in page
+    assert "no longer matched the filters when the action reached them" in page
+    assert "<td>2</td>" in page
