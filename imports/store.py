@@ -13,6 +13,7 @@ from django.utils import timezone
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
+from imports.rows import insert_rows
 from imports.summary import Summary
 from patients.models import (
     Appointment,
@@ -40,7 +41,76 @@ def _patient_fields(patient: Patient) -> tuple:
     )
 
 
+# The fields of an appointment that an import sets, besides its source and id.
+APPOINTMENT_FIELDS = ["patient_id", "status", "start", "end", "practitioner_id"]
 EMAIL_FIELDS = ["email", "email_normalized", "email_valid", "email_changed_at"]
+
+
+# The columns save_new_patients() writes. The other columns of a new patient
+# are nullable and start empty (no portal access, user, invitation or login).
+NEW_PATIENT_FIELDS = [
+    "source",
+    "source_id",
+    "family_name",
+    "given_names",
+    "sort_name",
+    "search_name",
+    "birth_date",
+    "email",
+    "email_normalized",
+    "email_valid",
+    "primary_provider_id",
+    "active",
+    "deceased",
+    "deceased_at",
+    "portal_access",
+    "created_at",
+    "updated_at",
+]
+
+
+class _NewPatient:
+    """The name and email fields of a new patient, as Patient's setters fill them."""
+
+    __slots__ = (
+        "family_name",
+        "given_names",
+        "sort_name",
+        "search_name",
+        "email",
+        "email_normalized",
+        "email_valid",
+    )
+
+
+def _new_patient_row(
+    source: str, record: PatientRecord, provider: int | None, now: datetime.datetime
+) -> tuple:
+    """Return the NEW_PATIENT_FIELDS values of a patient that save_patient() creates."""
+    fields = _NewPatient()
+    # Patient's own setters, so that the derived fields cannot drift from
+    # those of a patient saved one at a time.
+    Patient.set_name(fields, record.family_name[:200], record.given_names[:200])
+    Patient.set_email(fields, record.email)
+    return (
+        source,
+        record.source_id,
+        fields.family_name,
+        fields.given_names,
+        fields.sort_name,
+        fields.search_name,
+        record.birth_date,
+        fields.email,
+        fields.email_normalized,
+        fields.email_valid,
+        provider,
+        record.active,
+        record.deceased,
+        record.deceased_at,
+        False,
+        now,
+        now,
+    )
 
 
 class Store:
@@ -199,10 +269,15 @@ class Store:
         record.pk = patient.pk
         return outcome
 
-    def _warn_about(self, record: PatientRecord) -> None:
+    def _warn_about(
+        self, record: PatientRecord, email_valid: bool | None = None
+    ) -> None:
+        """Report the record's warnings; EMAIL_VALID saves checking the email again."""
         for warning in record.warnings:
             self.summary.warn(record.location, warning)
-        if record.email and not is_valid_email(record.email):
+        if email_valid is None:
+            email_valid = is_valid_email(record.email) if record.email else True
+        if record.email and not email_valid:
             self.summary.warn(
                 record.location,
                 "email address is not valid; it is kept, and the patient cannot "
@@ -234,42 +309,48 @@ class Store:
             seen_ids.add(key)
             seen_identifiers |= identifiers
 
-        patients = []
+        now = timezone.now()
+        rows = []
         for source, record in items:
             provider = context["providers"].get(
                 (record.provider_npi, record.provider_name)
             )
-            patient = Patient(source=source, source_id=record.source_id)
-            self._apply_fields(patient, record, provider)
-            patient.set_email(record.email)
-            patients.append(patient)
-        Patient.objects.bulk_create(patients)
+            rows.append(_new_patient_row(source, record, provider, now))
+        insert_rows(Patient, NEW_PATIENT_FIELDS, rows)
+        pks = self._saved_patient_pks(items)
 
-        through = Patient.tags.through
         identifiers, tags = [], []
-        for patient, (_, record) in zip(patients, items, strict=True):
-            identifiers += [
-                PatientIdentifier(patient=patient, system=system, value=value)
-                for system, value in dict.fromkeys(record.identifiers)
-            ]
-            tags += [
-                through(patient_id=patient.pk, tag_id=self.tag_pks[name])
-                for name in dict.fromkeys(record.tags)
-            ]
-        PatientIdentifier.objects.bulk_create(identifiers)
-        through.objects.bulk_create(tags)
+        for source, record in items:
+            pk = pks[(source, record.source_id)]
+            pairs = dict.fromkeys(record.identifiers)
+            identifiers += [(pk, system, value) for system, value in pairs]
+            tags += [(pk, self.tag_pks[name]) for name in dict.fromkeys(record.tags)]
+        insert_rows(PatientIdentifier, ["patient_id", "system", "value"], identifiers)
+        insert_rows(Patient.tags.through, ["patient_id", "tag_id"], tags)
 
         # Written only now, when every row is saved.
-        for patient, (source, record) in zip(patients, items, strict=True):
-            context["existing"][(source, record.source_id)] = patient
-            for pair in record.identifiers:
-                context["owners"][pair] = patient.pk
-            if patient.primary_provider_id is not None:
+        email_valid = NEW_PATIENT_FIELDS.index("email_valid")
+        for (source, record), row in zip(items, rows, strict=True):
+            if (record.provider_npi, record.provider_name) in context["providers"]:
                 self.summary.providers_set += 1
             self.summary.tags_added += len(set(record.tags))
-            self._warn_about(record)
-            record.pk = patient.pk
+            self._warn_about(record, row[email_valid])
+            record.pk = pks[(source, record.source_id)]
         return ["created"] * len(items)
+
+    def _saved_patient_pks(
+        self, items: list[tuple[str, PatientRecord]]
+    ) -> dict[tuple[str, str], int]:
+        """Return {(source, source id): pk} of the patients just inserted."""
+        ids_by_source: dict[str, list[str]] = {}
+        for source, record in items:
+            ids_by_source.setdefault(source, []).append(record.source_id)
+        pks = {}
+        for source, ids in ids_by_source.items():
+            rows = Patient.objects.filter(source=source, source_id__in=ids)
+            for source_id, pk in rows.values_list("source_id", "pk"):
+                pks[(source, source_id)] = pk
+        return pks
 
     def _matching_patient(self, source, record, context) -> Patient | None:
         """Return the saved patient with this source id, else with an identifier."""
@@ -437,17 +518,13 @@ class Store:
             if values is None:
                 outcomes.append(None)
             elif appointment is None:
-                new.append(Appointment(source=key[0], source_id=key[1], **values))
+                new.append((*key, *(values[name] for name in APPOINTMENT_FIELDS)))
                 outcomes.append("created")
             else:
                 outcomes.append(_update_appointment(appointment, values))
-        Appointment.objects.bulk_create(new)
+        insert_rows(Appointment, ["source", "source_id", *APPOINTMENT_FIELDS], new)
 
         # Written only now, when every row is saved.
-        for appointment in new:
-            context["existing"][(appointment.source, appointment.source_id)] = (
-                appointment
-            )
         for dangle in dangles:
             self.summary.dangle(*dangle)
         return outcomes
