@@ -21,13 +21,10 @@ more at the end. It is never sent from inside a chunk's transaction.
 """
 
 import errno
-import itertools
 import logging
-import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,7 +39,6 @@ from imports.fhir import (
     FileRejected,
     Location,
     Problems,
-    Reference,
     describe_outcome,
     local_key,
     read_fhir_file,
@@ -59,6 +55,7 @@ from imports.records import (
     practitioner_record,
     role_practitioner,
 )
+from imports.scratch import Candidate, Scratch
 from imports.store import Store
 from imports.summary import Summary, Tally
 
@@ -72,18 +69,6 @@ SECOND_PASS_TYPES = {"Appointment", "Group"}
 # Exceptions raised by reading a resource of an unexpected shape, such as a
 # number where FHIR has a list. Such a resource is skipped and the run goes on.
 SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError)
-
-
-@dataclass
-class _Candidate:
-    """The best Encounters seen so far for choosing one patient's provider."""
-
-    checkup_started: float = -math.inf
-    checkup_performer: Reference | None = None
-    checkup_location: Location | None = None
-    latest_started: float = -math.inf
-    latest_participant: Reference | None = None
-    latest_location: Location | None = None
 
 
 class Importer(Problems):
@@ -105,12 +90,9 @@ class Importer(Problems):
         self.sources_used: set[str] = set()
         # What the run is doing, for the summary of a run that stops early.
         self.stage = "starting"
-        # Patient pk -> its generalPractitioner reference, resolved at the end.
-        self.general_practitioners: dict[int, tuple[Reference, Location]] = {}
-        # (source, patient reference) -> best Encounters, resolved at the end.
-        # NOTE: this grows with the number of patients that have Encounters
-        # (a few hundred bytes each), not with the number of Encounters.
-        self.encounters: dict[tuple[str, Reference], _Candidate] = {}
+        # Each patient's generalPractitioner reference and best Encounters,
+        # resolved once every file is read.
+        self.scratch = Scratch()
         self.patients = []
         self.practitioners = []
         self.appointments = []
@@ -148,6 +130,12 @@ class Importer(Problems):
         that failed and ``self.summary`` counts what was done before it. The
         records saved in committed chunks stay saved.
         """
+        try:
+            return self._run(paths)
+        finally:
+            self.scratch.close()
+
+    def _run(self, paths: Iterable[str]) -> Summary:
         self.stage = "looking for files"
         second_pass = []
         found = self._discover(paths)
@@ -372,7 +360,7 @@ class Importer(Problems):
         if facts is None:
             raise RecordError("Encounter.subject is missing")
         key = (source, local_key(facts.patient, entry.bundle_urls))
-        candidate = self.encounters.setdefault(key, _Candidate())
+        candidate = self.scratch.encounter_candidate(key)
 
         if (
             facts.is_checkup
@@ -615,12 +603,13 @@ class Importer(Problems):
         )
         if not saved:
             return
-        for _, record in items:
-            if record.pk is not None and record.general_practitioner is not None:
-                self.general_practitioners[record.pk] = (
-                    record.general_practitioner,
-                    record.location,
-                )
+        self.scratch.save_general_practitioners(
+            [
+                (record.pk, record.general_practitioner, record.location)
+                for _, record in items
+                if record.pk is not None and record.general_practitioner is not None
+            ]
+        )
 
     def _flush_appointments(self) -> None:
         items, self.appointments = self.appointments, []
@@ -657,22 +646,26 @@ class Importer(Problems):
     def _assign_providers(self) -> None:
         """Set primary providers: generalPractitioner first, else Encounters."""
         resolve = self.store.practitioners.resolve
-        chosen = {}
-        for pk, (reference, location) in self.general_practitioners.items():
-            practitioner = resolve(reference)
-            if practitioner is None:
-                self.summary.dangle(
-                    location, str(reference), "Patient.generalPractitioner not found"
-                )
-            else:
-                chosen[pk] = practitioner
-        self._save_providers(chosen)
+        for chunk in self.scratch.general_practitioners(CHUNK_SIZE):
+            chosen = {}
+            for pk, reference, location in chunk:
+                practitioner = resolve(reference)
+                if practitioner is None:
+                    self.summary.dangle(
+                        location,
+                        str(reference),
+                        "Patient.generalPractitioner not found",
+                    )
+                else:
+                    chosen[pk] = practitioner
+            self.scratch.mark_chosen(chosen)
+            self._save_providers(chosen)
 
-        candidates = iter(self.encounters.items())
-        while chunk := list(itertools.islice(candidates, CHUNK_SIZE)):
+        for chunk in self.scratch.encounter_candidates(CHUNK_SIZE):
             patients = resolve_patients(
                 (key for key, _ in chunk), self.store.patient_aliases
             )
+            chosen = self.scratch.chosen_among(list(patients.values()))
             from_encounters = {}
             for key, candidate in chunk:
                 pk = patients.get(key)
@@ -685,7 +678,7 @@ class Importer(Problems):
                         from_encounters[pk] = practitioner
             self._save_providers(from_encounters)
 
-    def _provider_from(self, candidate: _Candidate) -> int | None:
+    def _provider_from(self, candidate: Candidate) -> int | None:
         resolve = self.store.practitioners.resolve
         if candidate.checkup_performer is not None:
             practitioner = resolve(candidate.checkup_performer)

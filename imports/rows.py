@@ -53,12 +53,15 @@ def _execute_many(table: str, columns: str, width: int, rows: list[tuple]) -> No
     placeholders = ", ".join(["%s"] * width)
     statement = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.executemany(statement, [_sqlite_values(row) for row in rows])
+        cursor.executemany(statement, [sqlite_values(row) for row in rows])
 
 
-def _sqlite_values(row: tuple) -> tuple:
-    # The same text as Django's SQLite backend stores: dates in ISO format,
-    # datetimes as naive UTC (the connection's time zone) with a space.
+def sqlite_values(row: tuple) -> tuple:
+    """Return ROW with dates and datetimes as the text Django stores in SQLite.
+
+    Dates are in ISO format, datetimes naive in the connection's time zone
+    (UTC) with a space between date and time.
+    """
     return tuple(
         _sqlite_moment(value) if isinstance(value, datetime.date) else value
         for value in row

@@ -8,12 +8,13 @@ is made only after the record's savepoint has committed.
 
 import datetime
 
+from django.db import connection
 from django.utils import timezone
 
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
-from imports.rows import insert_rows
+from imports.rows import insert_rows, sqlite_values
 from imports.summary import Summary
 from patients.models import (
     Appointment,
@@ -582,17 +583,35 @@ class Store:
         current = Patient.objects.filter(pk__in=chosen).values_list(
             "pk", "primary_provider_id"
         )
-        by_practitioner: dict[int, list[int]] = {}
-        for pk, provider in current:
-            if chosen[pk] != provider:
-                by_practitioner.setdefault(chosen[pk], []).append(pk)
+        changed = {pk: chosen[pk] for pk, provider in current if chosen[pk] != provider}
+        _update_providers(changed, timezone.now())
+        self.summary.providers_set += len(changed)
 
-        now = timezone.now()
-        for practitioner, patients in by_practitioner.items():
-            Patient.objects.filter(pk__in=patients).update(
-                primary_provider_id=practitioner, updated_at=now
+
+def _update_providers(providers: dict[int, int], now: datetime.datetime) -> None:
+    """Set each patient's primary provider, PROVIDERS[pk], in one statement."""
+    if not providers:
+        return
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Two array parameters, where a list of values would be thousands
+            # of parameters for psycopg to merge into the statement.
+            cursor.execute(
+                f"UPDATE {table} SET primary_provider_id = changes.provider, "  # noqa: S608
+                "updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS changes (id, provider) "
+                f"WHERE {table}.id = changes.id",
+                [now, list(providers), list(providers.values())],
             )
-            self.summary.providers_set += len(patients)
+        else:
+            # SQLite runs a prepared statement per row without a round trip.
+            (updated_at,) = sqlite_values((now,))
+            cursor.executemany(
+                f"UPDATE {table} SET primary_provider_id = %s, updated_at = %s "  # noqa: S608
+                "WHERE id = %s",
+                [(provider, updated_at, pk) for pk, provider in providers.items()],
+            )
 
 
 def _patient_keys(record: AppointmentRecord) -> list[Reference]:
