@@ -61,7 +61,7 @@ from imports.summary import Summary, Tally
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 500
+CHUNK_SIZE = 2000
 FHIR_SOURCE = "fhir"
 CSV_SOURCE = "csv"
 CSV_SUFFIX = ".csv"

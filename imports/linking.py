@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from imports.fhir import Reference
 from imports.records import NPI_SYSTEM
+from imports.rows import select_in
 from patients.models import Patient, PatientIdentifier, Practitioner
 
 
@@ -151,14 +152,15 @@ def resolve_patients(
 
     found = {}
     for source, ids in ids_by_source.items():
-        rows = Patient.objects.filter(source=source, source_id__in=ids)
-        for source_id, pk in rows.values_list("source_id", "pk"):
+        rows = select_in(Patient, ["source_id", "id"], "source_id", ids, source=source)
+        for source_id, pk in rows:
             found[(source, source_id)] = pk
     by_identifier = defaultdict(list)
-    if values:
-        rows = PatientIdentifier.objects.filter(value__in=values)
-        for system, value, pk in rows.values_list("system", "value", "patient_id"):
-            by_identifier[value].append((system, pk))
+    rows = select_in(
+        PatientIdentifier, ["system", "value", "patient_id"], "value", values
+    )
+    for system, value, pk in rows:
+        by_identifier[value].append((system, pk))
 
     resolved = {}
     for source, reference in keys:

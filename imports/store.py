@@ -14,7 +14,7 @@ from django.utils import timezone
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
-from imports.rows import insert_rows, sqlite_values
+from imports.rows import insert_rows, select_in, sqlite_text
 from imports.summary import Summary
 from patients.models import (
     Appointment,
@@ -208,15 +208,17 @@ class Store:
         for source, record in items:
             ids_by_source.setdefault(source, set()).add(record.source_id)
         for source, ids in ids_by_source.items():
-            for patient in Patient.objects.filter(source=source, source_id__in=ids):
+            # A first import finds none, so the rows are loaded only if found.
+            pks = list(_pks_by_source_id(Patient, source, ids).values())
+            for patient in Patient.objects.filter(pk__in=pks) if pks else []:
                 existing[(source, patient.source_id)] = patient
 
         values = {value for _, record in items for _, value in record.identifiers}
         owners = {
             (system, value): pk
-            for system, value, pk in PatientIdentifier.objects.filter(
-                value__in=values
-            ).values_list("system", "value", "patient_id")
+            for system, value, pk in select_in(
+                PatientIdentifier, ["system", "value", "patient_id"], "value", values
+            )
         }
 
         providers = {}
@@ -348,8 +350,7 @@ class Store:
             ids_by_source.setdefault(source, []).append(record.source_id)
         pks = {}
         for source, ids in ids_by_source.items():
-            rows = Patient.objects.filter(source=source, source_id__in=ids)
-            for source_id, pk in rows.values_list("source_id", "pk"):
+            for source_id, pk in _pks_by_source_id(Patient, source, ids).items():
                 pks[(source, source_id)] = pk
         return pks
 
@@ -470,9 +471,8 @@ class Store:
         for source, record in items:
             ids_by_source.setdefault(source, set()).add(record.source_id)
         for source, ids in ids_by_source.items():
-            for appointment in Appointment.objects.filter(
-                source=source, source_id__in=ids
-            ):
+            pks = list(_pks_by_source_id(Appointment, source, ids).values())
+            for appointment in Appointment.objects.filter(pk__in=pks) if pks else []:
                 existing[(source, appointment.source_id)] = appointment
 
         providers = {}
@@ -580,12 +580,15 @@ class Store:
 
     def set_providers(self, chosen: dict[int, int]) -> None:
         """Set primary providers; ``chosen`` maps patient pk to practitioner pk."""
-        current = Patient.objects.filter(pk__in=chosen).values_list(
-            "pk", "primary_provider_id"
-        )
+        current = select_in(Patient, ["id", "primary_provider_id"], "id", chosen)
         changed = {pk: chosen[pk] for pk, provider in current if chosen[pk] != provider}
         _update_providers(changed, timezone.now())
         self.summary.providers_set += len(changed)
+
+
+def _pks_by_source_id(model, source: str, ids) -> dict[str, int]:
+    """Return {source id: pk} of the saved rows of MODEL from SOURCE with IDS."""
+    return dict(select_in(model, ["source_id", "id"], "source_id", ids, source=source))
 
 
 def _update_providers(providers: dict[int, int], now: datetime.datetime) -> None:
@@ -606,7 +609,7 @@ def _update_providers(providers: dict[int, int], now: datetime.datetime) -> None
             )
         else:
             # SQLite runs a prepared statement per row without a round trip.
-            (updated_at,) = sqlite_values((now,))
+            updated_at = sqlite_text(now)
             cursor.executemany(
                 f"UPDATE {table} SET primary_provider_id = %s, updated_at = %s "  # noqa: S608
                 "WHERE id = %s",
