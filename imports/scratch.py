@@ -4,7 +4,7 @@ Patient.generalPractitioner and the Encounters that choose a primary
 provider are resolved only after every file is read, because the
 Practitioner they name may come in a later file. Held in Python, that
 state grew by about 0.6 kB per patient. A Scratch keeps it in a private
-temporary SQLite database instead. SQLite holds a bounded page cache in
+temporary SQLite database instead. SQLite keeps a bounded page cache in
 memory (2 MB by default) and writes the rest to a file that it deletes
 when the connection closes, so the run's memory stays flat.
 
@@ -12,7 +12,6 @@ It is the importer's own store, apart from the product's database, and
 never part of a chunk's transaction.
 """
 
-import dataclasses
 import json
 import math
 import sqlite3
@@ -171,7 +170,7 @@ class Scratch:
     def encounter_candidate(self, key: tuple[str, Reference]) -> Candidate:
         """Return the candidate to update with one more Encounter of KEY's patient.
 
-        It holds only the Encounters seen since its last merge; merging keeps
+        It covers only the Encounters seen since its last merge, and merging keeps
         the better of it and the stored one.
         """
         candidate = self._encounters.get(key)
@@ -244,7 +243,19 @@ class Scratch:
 
 
 def _dump_reference(reference: Reference | None) -> str | None:
-    return None if reference is None else json.dumps(dataclasses.astuple(reference))
+    if reference is None:
+        return None
+    # In the order of Reference's fields, which _load_reference() passes back.
+    return json.dumps(
+        [
+            reference.kind,
+            reference.resource_type,
+            reference.id,
+            reference.url,
+            reference.system,
+            reference.value,
+        ]
+    )
 
 
 def _load_reference(text: str | None) -> Reference | None:

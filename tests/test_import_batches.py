@@ -7,8 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from imports.importer import CHUNK_SIZE
-from patients.models import Appointment, Patient, PatientIdentifier
-from tests.import_files import patient, run_import, write_ndjson
+from imports.store import Store
+from patients.models import Appointment, Patient, PatientIdentifier, Practitioner, Tag
+from tests.import_files import patient, practitioner, run_import, write_ndjson
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +82,136 @@ def test_repeated_id_in_a_chunk_updates_the_first(tmp_path):
     assert Patient.objects.get().family_name == "New"
     assert summary.patients.created == 1
     assert summary.patients.updated == 1
+
+
+def _varied_export(folder):
+    tag = {"tag": [{"system": "urn:tags", "code": "dm", "display": "Diabetes"}]}
+    resources = [
+        patient(
+            id="tagged",
+            family="Sørensen",
+            given=("Åse",),
+            meta=tag,
+            identifier=[
+                {"system": "urn:mrn", "value": "m1"},
+                {"system": "urn:other", "value": "m1"},
+            ],
+            telecom=[{"system": "email", "value": " Ase@Example.org "}],
+            generalPractitioner=[{"reference": "Practitioner/dr1"}],
+        ),
+        patient(id="bad-email", telecom=[{"system": "email", "value": "not mail"}]),
+        patient(id="given-only", family="", given=("Prince",)),
+        patient(id="partial-birth", birthDate="1980-05"),
+        patient(id="died", deceasedDateTime="2021-03-04T05:06:07+02:00"),
+        patient(id="died-year", deceasedDateTime="2021", active=False),
+        patient(id="died-flag", deceasedBoolean=True),
+        practitioner(),
+        {
+            "resourceType": "Appointment",
+            "id": "a1",
+            "status": "booked",
+            "start": "2027-03-01T09:00:00+02:00",
+            "end": "2027-03-01T09:20:00.250000Z",
+            "participant": [
+                {"actor": {"reference": "Patient/tagged"}},
+                {"actor": {"reference": "Practitioner/dr1"}},
+            ],
+        },
+        {
+            "resourceType": "Appointment",
+            "id": "a2",
+            "status": "cancelled",
+            "start": "2027-03-02",
+            "participant": [{"actor": {"reference": "Patient/died"}}],
+        },
+        {
+            "resourceType": "Appointment",
+            "id": "a3",
+            "status": "booked",
+            "participant": [
+                {"actor": {"reference": "Patient/died-flag"}},
+                {"actor": {"reference": "Practitioner/nobody"}},
+            ],
+        },
+    ]
+    folder.mkdir(exist_ok=True)
+    return write_ndjson(folder / "export.ndjson", resources)
+
+
+# Keys and timestamps differ between two imports of the same file; the
+# primary provider is compared by its FHIR id instead.
+SET_BY_THE_DATABASE = ("id", "created_at", "updated_at", "primary_provider_id")
+
+
+def _saved_rows() -> dict:
+    """Return every imported row by source id, without keys or timestamps."""
+    patient_fields = [
+        field.attname
+        for field in Patient._meta.concrete_fields
+        if field.attname
+        not in ("id", "created_at", "updated_at", "primary_provider_id")
+    ]
+    return {
+        "patients": list(
+            Patient.objects.order_by("source_id").values_list(
+                *patient_fields, "primary_provider__fhir_id"
+            )
+        ),
+        "identifiers": sorted(
+            PatientIdentifier.objects.values_list(
+                "patient__source_id", "system", "value"
+            )
+        ),
+        "tags": sorted(
+            Patient.tags.through.objects.values_list("patient__source_id", "tag__name")
+        ),
+        "appointments": list(
+            Appointment.objects.order_by("source_id").values_list(
+                "source",
+                "source_id",
+                "patient__source_id",
+                "status",
+                "start",
+                "end",
+                "practitioner__fhir_id",
+            )
+        ),
+    }
+
+
+def test_fast_path_rows_match_one_by_one(tmp_path, monkeypatch):
+    path = _varied_export(tmp_path)
+    together = []
+    save_new_patients = Store.save_new_patients
+    save_appointments = Store.save_appointments_together
+
+    def spy_patients(self, items, context):
+        together.append(save_new_patients(self, items, context))
+        return together[-1]
+
+    def spy_appointments(self, items, context):
+        together.append(save_appointments(self, items, context))
+        return together[-1]
+
+    monkeypatch.setattr(Store, "save_new_patients", spy_patients)
+    monkeypatch.setattr(Store, "save_appointments_together", spy_appointments)
+    fast_summary = run_import(path)
+    fast = _saved_rows()
+    Patient.objects.all().delete()
+    Practitioner.objects.all().delete()
+    Tag.objects.all().delete()
+
+    monkeypatch.setattr(Store, "save_new_patients", lambda *_: None)
+    monkeypatch.setattr(Store, "save_appointments_together", lambda *_: None)
+    slow_summary = run_import(path)
+    slow = _saved_rows()
+
+    assert len(together) == 2
+    assert None not in together
+    assert len(fast["patients"]) == 7
+    assert len(fast["appointments"]) == 3
+    assert fast["patients"] == slow["patients"]
+    assert fast["identifiers"] == slow["identifiers"]
+    assert fast["tags"] == slow["tags"]
+    assert fast["appointments"] == slow["appointments"]
+    assert fast_summary.as_dict() == slow_summary.as_dict()
