@@ -55,6 +55,7 @@ from imports.records import (
     practitioner_record,
     role_practitioner,
 )
+from imports.rows import sqlite_cache
 from imports.scratch import Candidate, Scratch
 from imports.store import Store
 from imports.summary import Summary, Tally
@@ -66,6 +67,10 @@ FHIR_SOURCE = "fhir"
 CSV_SOURCE = "csv"
 CSV_SUFFIX = ".csv"
 SECOND_PASS_TYPES = {"Appointment", "Group"}
+# SQLite's page cache for the run, in KiB. Its default of 2 MB holds a small
+# part of the patient table's indexes, so each chunk's inserts read and write
+# the same pages again and again.
+SQLITE_CACHE_KIB = 64 * 1024
 # Exceptions raised by reading a resource of an unexpected shape, such as a
 # number where FHIR has a list. Such a resource is skipped and the run goes on.
 SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError)
@@ -131,7 +136,8 @@ class Importer(Problems):
         records saved in committed chunks stay saved.
         """
         try:
-            return self._run(paths)
+            with sqlite_cache(SQLITE_CACHE_KIB):
+                return self._run(paths)
         finally:
             self.scratch.close()
 

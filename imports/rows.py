@@ -11,6 +11,7 @@ date, or an aware datetime. No default, ``auto_now`` or signal of the model
 runs, so the caller gives every column that has no database default.
 """
 
+import contextlib
 import datetime
 
 from django.db import connection, models
@@ -122,3 +123,24 @@ def select_in(
             cursor.execute(prefix + where, [*fixed, *part])
             found += cursor.fetchall()
     return found
+
+
+@contextlib.contextmanager
+def sqlite_cache(kib: int):
+    """Give SQLite a page cache of KIB kibibytes, and restore the old size after.
+
+    Does nothing on other databases.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        (before,) = cursor.fetchone()
+        # A negative size is in KiB, a positive one in pages.
+        cursor.execute(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(before)}")
