@@ -21,6 +21,7 @@ more at the end. It is never sent from inside a chunk's transaction.
 """
 
 import errno
+import json
 import logging
 import os
 from collections import Counter
@@ -67,7 +68,9 @@ FHIR_SOURCE = "fhir"
 CSV_SOURCE = "csv"
 CSV_SUFFIX = ".csv"
 SECOND_PASS_TYPES = {"Appointment", "Group"}
-# SQLite's page cache for the run, in KiB. Its default of 2 MB holds a small
+# Bytes of a file's first line read to see whether it is a Practitioner.
+PEEK_BYTES = 64 * 1024
+# SQLite's page cache for the run, in KiB. Its default of 2 MB fits a small
 # part of the patient table's indexes, so each chunk's inserts read and write
 # the same pages again and again.
 SQLITE_CACHE_KIB = 64 * 1024
@@ -144,7 +147,7 @@ class Importer(Problems):
     def _run(self, paths: Iterable[str]) -> Summary:
         self.stage = "looking for files"
         second_pass = []
-        found = self._discover(paths)
+        found = _practitioners_first(self._discover(paths))
         self.progress.plan(found)
         for path in found:
             self.stage = f"reading {path}"
@@ -611,7 +614,12 @@ class Importer(Problems):
             return
         self.scratch.save_general_practitioners(
             [
-                (record.pk, record.general_practitioner, record.location)
+                (
+                    record.pk,
+                    record.general_practitioner,
+                    record.location,
+                    record.provider_at_insert,
+                )
                 for _, record in items
                 if record.pk is not None and record.general_practitioner is not None
             ]
@@ -653,8 +661,10 @@ class Importer(Problems):
         """Set primary providers: generalPractitioner first, else Encounters."""
         resolve = self.store.practitioners.resolve
         for chunk in self.scratch.general_practitioners(CHUNK_SIZE):
-            chosen = {}
-            for pk, reference, location in chunk:
+            # Patient pk -> its provider, or None to take away the one that
+            # the patient was inserted with.
+            wanted, at_insert = {}, {}
+            for pk, reference, location, provider_at_insert in chunk:
                 practitioner = resolve(reference)
                 if practitioner is None:
                     self.summary.dangle(
@@ -662,10 +672,14 @@ class Importer(Problems):
                         str(reference),
                         "Patient.generalPractitioner not found",
                     )
-                else:
-                    chosen[pk] = practitioner
-            self.scratch.mark_chosen(chosen)
-            self._save_providers(chosen)
+                if practitioner is not None or provider_at_insert is not None:
+                    wanted[pk] = practitioner
+                if provider_at_insert is not None:
+                    at_insert[pk] = provider_at_insert
+            self.scratch.mark_chosen(
+                [pk for pk, practitioner in wanted.items() if practitioner is not None]
+            )
+            self._save_providers(wanted, at_insert)
 
         for chunk in self.scratch.encounter_candidates(CHUNK_SIZE):
             patients = resolve_patients(
@@ -706,11 +720,15 @@ class Importer(Problems):
             )
         return practitioner
 
-    def _save_providers(self, chosen: dict[int, int]) -> None:
+    def _save_providers(
+        self, chosen: dict[int, int | None], at_insert: dict[int, int] | None = None
+    ) -> None:
         items = list(chosen.items())
         for start in range(0, len(items), CHUNK_SIZE):
             with transaction.atomic():
-                self.store.set_providers(dict(items[start : start + CHUNK_SIZE]))
+                self.store.set_providers(
+                    dict(items[start : start + CHUNK_SIZE]), at_insert
+                )
             self.progress.tick()
 
 
@@ -750,6 +768,39 @@ def _link_problem(path: Path) -> str | None:
             return f"is a broken link: its target {target} does not exist"
         return f"is a link that cannot be followed ({error.strerror})"
     return None
+
+
+def _practitioners_first(paths: list[Path]) -> list[Path]:
+    """Move the NDJSON files that start with a Practitioner to the front.
+
+    Bulk Data exports put each resource type in its own file, and
+    Patient.ndjson sorts before Practitioner.ndjson. Read the other way
+    round, most generalPractitioner references resolve when the patient is
+    inserted, so the end of the run need not update every patient again.
+    The files keep their order otherwise.
+    """
+    first = [path for path in paths if _starts_with_practitioner(path)]
+    return first + [path for path in paths if path not in first]
+
+
+def _starts_with_practitioner(path: Path) -> bool:
+    if path.suffix.lower() not in NDJSON_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as handle:
+            # A longer first line is left to the first pass to read.
+            line = handle.readline(PEEK_BYTES)
+    except OSError:
+        # The first pass reports the file.
+        return False
+    try:
+        resource = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(resource, dict) and resource.get("resourceType") in (
+        "Practitioner",
+        "PractitionerRole",
+    )
 
 
 def _repeated_folder(directory: Path, first: Path) -> str:

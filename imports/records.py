@@ -279,6 +279,8 @@ class PatientRecord:
     tags: list[str] = field(default_factory=list)
     # FHIR: Patient.generalPractitioner, resolved after every file is read.
     general_practitioner: Reference | None = None
+    # The practitioner it resolved to when the patient was inserted, if any.
+    provider_at_insert: int | None = None
     # CSV: the provider named on the row, resolved when the row is saved.
     provider_npi: str = ""
     provider_name: str = ""

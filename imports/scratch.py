@@ -1,4 +1,4 @@
-"""What a run must remember about every patient until the last file is read.
+"""Per-patient state that a run needs until the last file is read, kept on disk.
 
 Patient.generalPractitioner and the Encounters that choose a primary
 provider are resolved only after every file is read, because the
@@ -29,7 +29,8 @@ CREATE TABLE general_practitioner (
     patient INTEGER PRIMARY KEY,
     seq INTEGER NOT NULL,
     reference TEXT NOT NULL,
-    location TEXT NOT NULL
+    location TEXT NOT NULL,
+    provider_at_insert INTEGER
 );
 CREATE INDEX general_practitioner_seq ON general_practitioner (seq);
 CREATE TABLE chosen (patient INTEGER PRIMARY KEY);
@@ -49,12 +50,14 @@ CREATE INDEX encounter_seq ON encounter (seq);
 """
 
 # A patient seen again keeps its place (seq), as in a dict, and takes the
-# newer reference.
+# newer reference. Only an insert sets a provider, so the first one stays.
 _SAVE_GENERAL_PRACTITIONER = """
-INSERT INTO general_practitioner (patient, seq, reference, location)
-VALUES (?, ?, ?, ?)
+INSERT INTO general_practitioner
+    (patient, seq, reference, location, provider_at_insert)
+VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (patient) DO UPDATE
-SET reference = excluded.reference, location = excluded.location
+SET reference = excluded.reference, location = excluded.location,
+    provider_at_insert = coalesce(provider_at_insert, excluded.provider_at_insert)
 """
 
 # The candidates gathered later win ties, as a later Encounter does in
@@ -116,33 +119,43 @@ class Scratch:
     # --- Patient.generalPractitioner ---
 
     def save_general_practitioners(
-        self, items: list[tuple[int, Reference, Location]]
+        self, items: list[tuple[int, Reference, Location, int | None]]
     ) -> None:
-        """Remember each saved patient's generalPractitioner, by patient pk."""
+        """Remember each saved patient's generalPractitioner, by patient pk.
+
+        Each item is the patient's pk, the reference, its location, and the
+        provider the patient was inserted with from it, if any.
+        """
         rows = [
-            (pk, self._next_seq(), _dump_reference(reference), _dump_location(place))
-            for pk, reference, place in items
+            (
+                pk,
+                self._next_seq(),
+                _dump_reference(reference),
+                _dump_location(place),
+                provider,
+            )
+            for pk, reference, place, provider in items
         ]
         with self.db:
             self.db.executemany(_SAVE_GENERAL_PRACTITIONER, rows)
 
     def general_practitioners(
         self, size: int
-    ) -> Iterator[list[tuple[int, Reference, Location]]]:
-        """Yield (patient pk, reference, location) lists of SIZE, first seen first."""
+    ) -> Iterator[list[tuple[int, Reference, Location, int | None]]]:
+        """Yield the items saved, in lists of SIZE, first seen first."""
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT seq, patient, reference, location FROM general_practitioner "
-                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, patient, reference, location, provider_at_insert "
+                "FROM general_practitioner WHERE seq > ? ORDER BY seq LIMIT ?",
                 (last, size),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             yield [
-                (pk, _load_reference(reference), _load_location(place))
-                for _, pk, reference, place in rows
+                (pk, _load_reference(reference), _load_location(place), provider)
+                for _, pk, reference, place, provider in rows
             ]
 
     def mark_chosen(self, pks) -> None:

@@ -318,6 +318,11 @@ class Store:
             provider = context["providers"].get(
                 (record.provider_npi, record.provider_name)
             )
+            if provider is None and record.general_practitioner is not None:
+                # Set now if it resolves already, which spares an update of
+                # the row at the end; the end of the run checks it again.
+                provider = self.practitioners.resolve(record.general_practitioner)
+                record.provider_at_insert = provider
             rows.append(_new_patient_row(source, record, provider, now))
         insert_rows(Patient, NEW_PATIENT_FIELDS, rows)
         pks = self._saved_patient_pks(items)
@@ -578,12 +583,32 @@ class Store:
 
     # --- Primary providers ---
 
-    def set_providers(self, chosen: dict[int, int]) -> None:
-        """Set primary providers; ``chosen`` maps patient pk to practitioner pk."""
-        current = select_in(Patient, ["id", "primary_provider_id"], "id", chosen)
-        changed = {pk: chosen[pk] for pk, provider in current if chosen[pk] != provider}
+    def set_providers(
+        self, chosen: dict[int, int | None], at_insert: dict[int, int] | None = None
+    ) -> None:
+        """Set primary providers; ``chosen`` maps patient pk to practitioner pk.
+
+        AT_INSERT maps patients to the provider that save_new_patients() gave
+        them from generalPractitioner. Such a provider counts as set here,
+        as if the patient had been inserted without one, and a None in
+        CHOSEN takes it away again.
+        """
+        at_insert = at_insert or {}
+        current = dict(select_in(Patient, ["id", "primary_provider_id"], "id", chosen))
+        changed = {}
+        for pk, provider in current.items():
+            inserted = at_insert.get(pk)
+            kept_from_insert = inserted is not None and provider == inserted
+            wanted = chosen[pk]
+            if wanted is None:
+                if kept_from_insert:
+                    changed[pk] = None
+                continue
+            if wanted != provider:
+                changed[pk] = wanted
+            if wanted != provider or kept_from_insert:
+                self.summary.providers_set += 1
         _update_providers(changed, timezone.now())
-        self.summary.providers_set += len(changed)
 
 
 def _pks_by_source_id(model, source: str, ids) -> dict[str, int]:
@@ -591,7 +616,7 @@ def _pks_by_source_id(model, source: str, ids) -> dict[str, int]:
     return dict(select_in(model, ["source_id", "id"], "source_id", ids, source=source))
 
 
-def _update_providers(providers: dict[int, int], now: datetime.datetime) -> None:
+def _update_providers(providers: dict[int, int | None], now: datetime.datetime) -> None:
     """Set each patient's primary provider, PROVIDERS[pk], in one statement."""
     if not providers:
         return

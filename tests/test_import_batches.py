@@ -215,3 +215,25 @@ def test_fast_path_rows_match_one_by_one(tmp_path, monkeypatch):
     assert fast["tags"] == slow["tags"]
     assert fast["appointments"] == slow["appointments"]
     assert fast_summary.as_dict() == slow_summary.as_dict()
+
+
+def test_practitioner_file_read_first(tmp_path):
+    reference = {"reference": "Practitioner/dr1"}
+    write_ndjson(
+        tmp_path / "Patient.ndjson",
+        [
+            patient(id="p1", generalPractitioner=[reference]),
+            patient(id="p2", generalPractitioner=[reference]),
+        ],
+    )
+    write_ndjson(tmp_path / "Practitioner.ndjson", [practitioner()])
+    table = Patient._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        summary = run_import(tmp_path)
+
+    updates = [query["sql"] for query in queries if f'UPDATE "{table}"' in query["sql"]]
+    assert summary.providers_set == 2
+    assert Patient.objects.filter(primary_provider__fhir_id="dr1").count() == 2
+    # The providers were inserted with the patients.
+    assert updates == []

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
+from imports import importer
 from imports.fhir import Problems, read_fhir_file
 from imports.models import ImportRun
 from imports.services import import_patients
@@ -443,21 +444,24 @@ def _reject_provider_updates():
     )
 
 
-def _patients_with_provider(tmp_path):
+def _patients_with_provider(tmp_path, monkeypatch):
     reference = {"reference": "Practitioner/dr1"}
+    # Chunks of two patients are inserted before the practitioner is read,
+    # so their providers are set by an update once every file is read.
+    monkeypatch.setattr(importer, "CHUNK_SIZE", 2)
     return write_ndjson(
         tmp_path / "export.ndjson",
         [
-            practitioner(),
             patient(id="p1", generalPractitioner=[reference]),
             patient(id="p2", generalPractitioner=[reference]),
+            practitioner(),
         ],
     )
 
 
-def test_unexpected_error_finishes_run(tmp_path, caplog):
+def test_unexpected_error_finishes_run(tmp_path, caplog, monkeypatch):
     _reject_provider_updates()
-    path = _patients_with_provider(tmp_path)
+    path = _patients_with_provider(tmp_path, monkeypatch)
 
     run, summary = import_patients([str(path)])
 
@@ -481,9 +485,9 @@ def test_unexpected_error_finishes_run(tmp_path, caplog):
     assert "rejected by test trigger" not in caplog.text
 
 
-def test_command_unexpected_error_one_line(tmp_path):
+def test_command_unexpected_error_one_line(tmp_path, monkeypatch):
     _reject_provider_updates()
-    path = _patients_with_provider(tmp_path)
+    path = _patients_with_provider(tmp_path, monkeypatch)
     out = io.StringIO()
 
     with pytest.raises(CommandError) as raised:
@@ -499,8 +503,10 @@ def test_command_unexpected_error_one_line(tmp_path):
     assert "Patients: 2 created, 0 updated, 0 unchanged" in out.getvalue()
 
 
-def test_run_without_error_is_not_failed(tmp_path):
-    run, summary = import_patients([str(_patients_with_provider(tmp_path))])
+def test_run_without_error_is_not_failed(tmp_path, monkeypatch):
+    path = _patients_with_provider(tmp_path, monkeypatch)
+
+    run, summary = import_patients([str(path)])
 
     run.refresh_from_db()
     assert run.summary["failed"] == ""
