@@ -60,11 +60,18 @@ def _execute_many(
     placeholders = ", ".join(["%s"] * width)
     statement = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
     if moments:
+        # Rows share many values, such as the chunk's creation time and
+        # appointment slots, so each is converted once.
+        texts = {}
         rows = [list(row) for row in rows]
         for row in rows:
             for index in moments:
-                if row[index] is not None:
-                    row[index] = sqlite_text(row[index])
+                value = row[index]
+                if value is not None:
+                    text = texts.get(value)
+                    if text is None:
+                        text = texts[value] = sqlite_text(value)
+                    row[index] = text
     with connection.cursor() as cursor:
         cursor.executemany(statement, rows)
 
@@ -126,21 +133,23 @@ def select_in(
 
 
 @contextlib.contextmanager
-def sqlite_cache(kib: int):
-    """Give SQLite a page cache of KIB kibibytes, and restore the old size after.
+def sqlite_pragmas(**pragmas: int):
+    """Set SQLite PRAGMAS (names and integers) for a while, then restore them.
 
     Does nothing on other databases.
     """
     if connection.vendor != "sqlite":
         yield
         return
+    before = {}
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        (before,) = cursor.fetchone()
-        # A negative size is in KiB, a positive one in pages.
-        cursor.execute(f"PRAGMA cache_size = {-int(kib)}")
+        for name, value in pragmas.items():
+            cursor.execute(f"PRAGMA {name}")
+            (before[name],) = cursor.fetchone()
+            cursor.execute(f"PRAGMA {name} = {int(value)}")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(before)}")
+            for name, value in before.items():
+                cursor.execute(f"PRAGMA {name} = {int(value)}")
