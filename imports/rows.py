@@ -121,7 +121,7 @@ def select_in(
             where = " AND ".join([*conditions, f"{column(field)} = ANY(%s)"])
             cursor.execute(prefix + where, [*fixed, values])
             return cursor.fetchall()
-        # The most variables the SQLite library allows in one statement.
+        # The maximum number of variables SQLite allows in one statement.
         batch = connection.features.max_query_params - len(fixed)
         for start in range(0, len(values), batch):
             part = values[start : start + batch]
@@ -153,3 +153,20 @@ def sqlite_pragmas(**pragmas: int):
         with connection.cursor() as cursor:
             for name, value in before.items():
                 cursor.execute(f"PRAGMA {name} = {int(value)}")
+
+
+def reserve_ids(model: type[models.Model], count: int) -> list[int] | None:
+    """Take COUNT primary keys from MODEL's sequence on PostgreSQL.
+
+    Rows inserted with them need not be read back for their keys. Returns
+    None on SQLite, which has no sequence to take keys from in advance.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) "
+            "FROM generate_series(1, %s)",
+            [model._meta.db_table, model._meta.pk.column, count],
+        )
+        return [pk for (pk,) in cursor.fetchall()]

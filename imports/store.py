@@ -8,13 +8,13 @@ is made only after the record's savepoint has committed.
 
 import datetime
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
-from imports.rows import insert_rows, select_in, sqlite_text
+from imports.rows import insert_rows, reserve_ids, select_in, sqlite_text
 from imports.summary import Summary
 from patients.models import (
     Appointment,
@@ -126,6 +126,13 @@ class Store:
         # (source, id) -> pk of patients matched by identifier, whose stored
         # source id differs, so references by the new id still resolve.
         self.patient_aliases: dict[tuple[str, str], int] = {}
+        # True while the database had no patients (or appointments) when the
+        # run began and every chunk so far went in at once. A chunk is then
+        # inserted without looking its keys up first: the unique constraints
+        # reject a repeat, and the chunk is prepared again and saved record
+        # by record, with the lookups, as is every later chunk.
+        self.patients_unseen: bool | None = None
+        self.appointments_unseen: bool | None = None
 
     def forget_run_keys(self) -> None:
         """Drop cached keys, which a rolled-back chunk may have made wrong."""
@@ -203,23 +210,12 @@ class Store:
         per-record savepoints, so a failed record cannot roll back a row that
         the caches still point to.
         """
-        existing = {}
-        ids_by_source: dict[str, set] = {}
-        for source, record in items:
-            ids_by_source.setdefault(source, set()).add(record.source_id)
-        for source, ids in ids_by_source.items():
-            # A first import finds none, so the rows are loaded only if found.
-            pks = list(_pks_by_source_id(Patient, source, ids).values())
-            for patient in Patient.objects.filter(pk__in=pks) if pks else []:
-                existing[(source, patient.source_id)] = patient
-
-        values = {value for _, record in items for _, value in record.identifiers}
-        owners = {
-            (system, value): pk
-            for system, value, pk in select_in(
-                PatientIdentifier, ["system", "value", "patient_id"], "value", values
-            )
-        }
+        if self.patients_unseen is None:
+            self.patients_unseen = not Patient.objects.exists()
+        existing, owners = {}, {}
+        if not self.patients_unseen:
+            existing = self._existing_patients(items)
+            owners = _identifier_owners(items)
 
         providers = {}
         for _, record in items:
@@ -229,6 +225,18 @@ class Store:
             if any(key) and key not in providers:
                 providers[key] = self.csv_practitioner(*key)
         return {"existing": existing, "owners": owners, "providers": providers}
+
+    def _existing_patients(self, items) -> dict[tuple[str, str], Patient]:
+        existing = {}
+        ids_by_source: dict[str, set] = {}
+        for source, record in items:
+            ids_by_source.setdefault(source, set()).add(record.source_id)
+        for source, ids in ids_by_source.items():
+            # A first import finds none, so the rows are loaded only if found.
+            pks = list(_pks_by_source_id(Patient, source, ids).values())
+            for patient in Patient.objects.filter(pk__in=pks) if pks else []:
+                existing[(source, patient.source_id)] = patient
+        return existing
 
     def tag_pk(self, name: str) -> int:
         if name not in self.tag_pks:
@@ -290,6 +298,19 @@ class Store:
     def save_new_patients(
         self, items: list[tuple[str, PatientRecord]], context: dict
     ) -> list[str] | None:
+        """Insert a chunk of patients that are all new; see _insert_new_patients()."""
+        try:
+            outcomes = self._insert_new_patients(items, context)
+        except DatabaseError:
+            self.patients_unseen = False
+            raise
+        if outcomes is None:
+            self.patients_unseen = False
+        return outcomes
+
+    def _insert_new_patients(
+        self, items: list[tuple[str, PatientRecord]], context: dict
+    ) -> list[str] | None:
         """Insert a chunk of patients that are all new, in a few statements.
 
         A first import is nearly all new patients, and inserting each alone
@@ -324,8 +345,20 @@ class Store:
                 provider = self.practitioners.resolve(record.general_practitioner)
                 record.provider_at_insert = provider
             rows.append(_new_patient_row(source, record, provider, now))
-        insert_rows(Patient, NEW_PATIENT_FIELDS, rows)
-        pks = self._saved_patient_pks(items)
+        ids = reserve_ids(Patient, len(rows))
+        if ids is None:
+            insert_rows(Patient, NEW_PATIENT_FIELDS, rows)
+            pks = self._saved_patient_pks(items)
+        else:
+            insert_rows(
+                Patient,
+                ["id", *NEW_PATIENT_FIELDS],
+                [(pk, *row) for pk, row in zip(ids, rows, strict=True)],
+            )
+            pks = {
+                (source, record.source_id): pk
+                for pk, (source, record) in zip(ids, items, strict=True)
+            }
 
         identifiers, tags = [], []
         for source, record in items:
@@ -471,10 +504,14 @@ class Store:
             keys += [(source, reference) for reference in _patient_keys(record)]
         patients = resolve_patients(keys, self.patient_aliases)
 
+        if self.appointments_unseen is None:
+            self.appointments_unseen = not Appointment.objects.exists()
         existing = {}
         ids_by_source: dict[str, set] = {}
         for source, record in items:
             ids_by_source.setdefault(source, set()).add(record.source_id)
+        if self.appointments_unseen:
+            ids_by_source.clear()
         for source, ids in ids_by_source.items():
             pks = list(_pks_by_source_id(Appointment, source, ids).values())
             for appointment in Appointment.objects.filter(pk__in=pks) if pks else []:
@@ -513,6 +550,18 @@ class Store:
 
         Returns None, having written nothing, when an id repeats in the chunk.
         """
+        try:
+            outcomes = self._save_appointments(items, context)
+        except DatabaseError:
+            self.appointments_unseen = False
+            raise
+        if outcomes is None:
+            self.appointments_unseen = False
+        return outcomes
+
+    def _save_appointments(
+        self, items: list[tuple[str, AppointmentRecord]], context: dict
+    ) -> list[str | None] | None:
         keys = [(source, record.source_id) for source, record in items]
         if len(set(keys)) != len(keys):
             return None
@@ -609,6 +658,15 @@ class Store:
             if wanted != provider or kept_from_insert:
                 self.summary.providers_set += 1
         _update_providers(changed, timezone.now())
+
+
+def _identifier_owners(items) -> dict[tuple[str, str], int]:
+    """Return {(system, value): patient pk} of the saved identifiers ITEMS use."""
+    values = {value for _, record in items for _, value in record.identifiers}
+    rows = select_in(
+        PatientIdentifier, ["system", "value", "patient_id"], "value", values
+    )
+    return {(system, value): pk for system, value, pk in rows}
 
 
 def _pks_by_source_id(model, source: str, ids) -> dict[str, int]:

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from imports import importer
 from imports.importer import CHUNK_SIZE
 from imports.store import Store
 from patients.models import Appointment, Patient, PatientIdentifier, Practitioner, Tag
@@ -237,3 +238,49 @@ def test_practitioner_file_read_first(tmp_path):
     assert Patient.objects.filter(primary_provider__fhir_id="dr1").count() == 2
     # The providers were inserted with the patients.
     assert updates == []
+
+
+def _appointment(id, patient_id, start):
+    return {
+        "resourceType": "Appointment",
+        "id": id,
+        "status": "booked",
+        "start": start,
+        "participant": [{"actor": {"reference": f"Patient/{patient_id}"}}],
+    }
+
+
+def test_first_import_repeats_across_chunks(tmp_path, monkeypatch):
+    # Chunks of two, so that each repeat comes in a later chunk than the
+    # record it repeats, when the database was empty at the start.
+    monkeypatch.setattr(importer, "CHUNK_SIZE", 2)
+    shared = [{"system": "urn:mrn", "value": "shared"}]
+    path = write_ndjson(
+        tmp_path / "export.ndjson",
+        [
+            patient(id="p1", family="Old"),
+            patient(id="p2", identifier=shared),
+            patient(id="p3"),
+            patient(id="p1", family="New"),
+            patient(id="p4", identifier=shared),
+            _appointment("a1", "p1", "2027-03-01T09:00:00Z"),
+            _appointment("a2", "p2", "2027-03-01T10:00:00Z"),
+            _appointment("a3", "p3", "2027-03-01T11:00:00Z"),
+            _appointment("a1", "p1", "2027-03-02T09:00:00Z"),
+        ],
+    )
+
+    summary = run_import(path)
+
+    # p4 has p2's identifier, so it is taken as the same patient.
+    assert summary.patients.as_dict() == {"created": 3, "updated": 1, "unchanged": 1}
+    assert summary.appointments.as_dict() == {
+        "created": 3,
+        "updated": 1,
+        "unchanged": 0,
+    }
+    assert Patient.objects.count() == 3
+    assert Patient.objects.get(source_id="p1").family_name == "New"
+    assert PatientIdentifier.objects.get(value="shared").patient.source_id == "p2"
+    moved = Appointment.objects.get(source_id="a1")
+    assert moved.start == datetime.datetime(2027, 3, 2, 9, tzinfo=datetime.UTC)
