@@ -3,17 +3,22 @@
 It works in two passes over the files so that a reference may point to a
 resource in a file read later:
 
-1. Every file: save Practitioners and Patients, remember PractitionerRoles,
-   and keep, per patient, only the best Encounters for choosing a primary
-   provider (the latest check-up's primary performer and the latest
-   participant of any encounter). Note which files hold Appointments or Groups.
+1. Every file, NDJSON files of Practitioners first: save Practitioners and
+   Patients, remember PractitionerRoles, and keep, per patient, only the
+   best Encounters for choosing a primary provider (the latest check-up's
+   primary performer and the latest participant of any encounter). Note
+   which files hold Appointments or Groups.
 2. Only the files that hold them: save Appointments (FHIR or CSV) and add
    Group tags, now that every patient exists.
 
 Then each patient's primary provider is set from Patient.generalPractitioner,
-else from the Encounters. Saves run in transactions of CHUNK_SIZE records
-with a savepoint per record, so a failing record is skipped whole and never
-undoes the others.
+else from the Encounters. What that needs per patient waits in a Scratch
+database on disk, so memory does not grow with the export.
+
+Saves run in transactions of CHUNK_SIZE records. A chunk of new records is
+first inserted at once in a savepoint; if that fails, it is rolled back and
+saved with a savepoint per record, so a failing record is skipped whole and
+never undoes the others.
 
 Progress (bytes read of the files, records and patients done) goes to an
 optional listener at most once per ``progress_interval`` seconds, and once
@@ -63,7 +68,7 @@ from imports.summary import Summary, Tally
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 2000
+CHUNK_SIZE = 5000
 FHIR_SOURCE = "fhir"
 CSV_SOURCE = "csv"
 CSV_SUFFIX = ".csv"

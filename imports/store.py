@@ -1,7 +1,8 @@
 """Write import records to the database, and count what changed.
 
 The Importer calls these methods inside a transaction per chunk and a
-savepoint per record. A save method returns "created", "updated" or
+savepoint per record, or per chunk for the methods that save a whole chunk
+at once. A save method returns "created", "updated" or
 "unchanged" (or None for a record that adds nothing to count), so the count
 is made only after the record's savepoint has committed.
 """
