@@ -23,6 +23,8 @@ from imports.fhir import Location, Reference
 # Encounter candidates gathered in memory before they are merged into the
 # scratch database: about 0.5 kB each.
 ENCOUNTER_BUFFER = 5000
+# References whose text is kept for reuse.
+REFERENCE_CACHE = 1000
 
 _SCHEMA = """
 CREATE TABLE general_practitioner (
@@ -106,8 +108,19 @@ class Scratch:
         self.db = sqlite3.connect("", isolation_level=None)
         self.db.executescript(_SCHEMA)
         self._seq = 0
+        # Reference -> its text in the scratch database, for the most recent.
+        self._reference_texts: dict[Reference, str] = {}
         # (source, patient reference) -> Candidate, not yet merged.
         self._encounters: dict[tuple[str, Reference], Candidate] = {}
+
+    def _dump_reference(self, reference: Reference | None) -> str | None:
+        # Many patients name the same few practitioners.
+        text = self._reference_texts.get(reference)
+        if text is None and reference is not None:
+            if len(self._reference_texts) >= REFERENCE_CACHE:
+                self._reference_texts.clear()
+            text = self._reference_texts[reference] = _dump_reference(reference)
+        return text
 
     def close(self) -> None:
         self.db.close()
@@ -130,7 +143,7 @@ class Scratch:
             (
                 pk,
                 self._next_seq(),
-                _dump_reference(reference),
+                self._dump_reference(reference),
                 _dump_location(place),
                 provider,
             )
@@ -153,9 +166,14 @@ class Scratch:
             if not rows:
                 return
             last = rows[-1][0]
+            # Text -> Reference, as many rows name the same practitioner.
+            references = {}
+            for _, _, text, _, _ in rows:
+                if text not in references:
+                    references[text] = _load_reference(text)
             yield [
-                (pk, _load_reference(reference), _load_location(place), provider)
-                for _, pk, reference, place, provider in rows
+                (pk, references[text], _load_location(place), provider)
+                for _, pk, text, place, provider in rows
             ]
 
     def mark_chosen(self, pks) -> None:
