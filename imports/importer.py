@@ -793,8 +793,10 @@ def _practitioners_first(paths: list[Path]) -> list[Path]:
     inserted, so the end of the run need not update every patient again.
     The files keep their order otherwise.
     """
-    first = [path for path in paths if _starts_with_practitioner(path)]
-    return first + [path for path in paths if path not in first]
+    practitioners = {path for path in paths if _starts_with_practitioner(path)}
+    return [path for path in paths if path in practitioners] + [
+        path for path in paths if path not in practitioners
+    ]
 
 
 def _starts_with_practitioner(path: Path) -> bool:
