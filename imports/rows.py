@@ -1,79 +1,13 @@
-"""Insert many new rows at once without building model instances.
+"""Reading many rows at once for an import, and SQLite's settings during one.
 
-``bulk_create()`` passes every value of every row through its model field
-in Python and assembles one long statement, which took about two fifths of
-an import. The importer already has plain values, so ``insert_rows()``
-hands them to the driver: COPY on PostgreSQL, one prepared
-``executemany()`` on SQLite.
-
-Values must be what the model field would store: str, int, bool, None,
-date, or an aware datetime. No default, ``auto_now`` or signal of the model
-runs, so the caller gives every column that has no database default.
+The importer writes its new rows with portal.bulk_writes. Here are the
+lookups of rows by many keys at once and the SQLite settings of a run.
 """
 
 import contextlib
 import datetime
 
 from django.db import connection, models
-
-
-def insert_rows(model: type[models.Model], fields: list[str], rows: list[tuple]):
-    """Insert ROWS, each a tuple of values for FIELDS (attribute names).
-
-    A database error is raised as Django's DatabaseError, as from a query.
-    """
-    if not rows:
-        return
-    table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(
-        connection.ops.quote_name(model._meta.get_field(name).column) for name in fields
-    )
-    if connection.vendor == "postgresql":
-        _copy_rows(table, columns, rows)
-    else:
-        moments = [
-            index
-            for index, name in enumerate(fields)
-            if isinstance(model._meta.get_field(name), models.DateField)
-        ]
-        _execute_many(table, columns, len(fields), rows, moments)
-
-
-def _copy_rows(table: str, columns: str, rows: list[tuple]) -> None:
-    # The table and column names come from the model, quoted; no value is
-    # ever part of the statement.
-    statement = f"COPY {table} ({columns}) FROM STDIN"
-    # copy() is psycopg's own, so its errors are translated here, as Django
-    # translates those of execute().
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(statement) as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
-
-
-def _execute_many(
-    table: str, columns: str, width: int, rows: list[tuple], moments: list[int]
-) -> None:
-    placeholders = ", ".join(["%s"] * width)
-    statement = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    if moments:
-        # Rows share many values, such as the chunk's creation time and
-        # appointment slots, so each is converted once.
-        texts = {}
-        rows = [list(row) for row in rows]
-        for row in rows:
-            for index in moments:
-                value = row[index]
-                if value is not None:
-                    text = texts.get(value)
-                    if text is None:
-                        text = texts[value] = sqlite_text(value)
-                    row[index] = text
-    with connection.cursor() as cursor:
-        cursor.executemany(statement, rows)
 
 
 def sqlite_text(value: datetime.date) -> str:
@@ -153,20 +87,3 @@ def sqlite_pragmas(**pragmas: int):
         with connection.cursor() as cursor:
             for name, value in before.items():
                 cursor.execute(f"PRAGMA {name} = {int(value)}")
-
-
-def reserve_ids(model: type[models.Model], count: int) -> list[int] | None:
-    """Take COUNT primary keys from MODEL's sequence on PostgreSQL.
-
-    Rows inserted with them need not be read back for their keys. Returns
-    None on SQLite, which has no sequence to take keys from in advance.
-    """
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) "
-            "FROM generate_series(1, %s)",
-            [model._meta.db_table, model._meta.pk.column, count],
-        )
-        return [pk for (pk,) in cursor.fetchall()]

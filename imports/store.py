@@ -15,7 +15,7 @@ from django.utils import timezone
 from imports.fhir import Reference
 from imports.linking import PractitionerIndex, resolve_patients
 from imports.records import AppointmentRecord, PatientRecord, PractitionerRecord
-from imports.rows import insert_rows, reserve_ids, select_in, sqlite_text
+from imports.rows import select_in, sqlite_text
 from imports.summary import Summary
 from patients.models import (
     Appointment,
@@ -27,6 +27,7 @@ from patients.models import (
     normalize_email,
 )
 from patients.services import change_email
+from portal.bulk_writes import insert_rows, reserve_ids
 
 ACTOR_LABEL = "import"
 
@@ -347,19 +348,15 @@ class Store:
                 record.provider_at_insert = provider
             rows.append(_new_patient_row(source, record, provider, now))
         ids = reserve_ids(Patient, len(rows))
-        if ids is None:
-            insert_rows(Patient, NEW_PATIENT_FIELDS, rows)
-            pks = self._saved_patient_pks(items)
-        else:
-            insert_rows(
-                Patient,
-                ["id", *NEW_PATIENT_FIELDS],
-                [(pk, *row) for pk, row in zip(ids, rows, strict=True)],
-            )
-            pks = {
-                (source, record.source_id): pk
-                for pk, (source, record) in zip(ids, items, strict=True)
-            }
+        insert_rows(
+            Patient,
+            ["id", *NEW_PATIENT_FIELDS],
+            [(pk, *row) for pk, row in zip(ids, rows, strict=True)],
+        )
+        pks = {
+            (source, record.source_id): pk
+            for pk, (source, record) in zip(ids, items, strict=True)
+        }
 
         identifiers, tags = [], []
         for source, record in items:
@@ -379,19 +376,6 @@ class Store:
             self._warn_about(record, row[email_valid])
             record.pk = pks[(source, record.source_id)]
         return ["created"] * len(items)
-
-    def _saved_patient_pks(
-        self, items: list[tuple[str, PatientRecord]]
-    ) -> dict[tuple[str, str], int]:
-        """Return {(source, source id): pk} of the patients just inserted."""
-        ids_by_source: dict[str, list[str]] = {}
-        for source, record in items:
-            ids_by_source.setdefault(source, []).append(record.source_id)
-        pks = {}
-        for source, ids in ids_by_source.items():
-            for source_id, pk in _pks_by_source_id(Patient, source, ids).items():
-                pks[(source, source_id)] = pk
-        return pks
 
     def _matching_patient(self, source, record, context) -> Patient | None:
         """Return the saved patient with this source id, else with an identifier."""

@@ -58,11 +58,12 @@ def insert_rows(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("insert_rows() must run inside the transaction of a change.")
     opts = model._meta
+    # A field is named by its name or, for a foreign key, its column's ("patient_id").
     given = [opts.get_field(name) for name in fields]
     rest = [
         field
         for field in opts.concrete_fields
-        if field.name not in fields and not field.primary_key
+        if field not in given and not field.primary_key
     ]
     defaults = tuple(_column_value(field, field.get_default()) for field in rest)
     converters = [_cached(_to_database(field)) for field in given]

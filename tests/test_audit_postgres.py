@@ -126,13 +126,19 @@ def _manage(database_url: str, *arguments: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_app_role_cannot_change_audit_events(server):
+def _migrate_and_grant(server) -> tuple[str, str]:
+    """Migrate the database and grant the role; return the owner's and role's URLs."""
     database, role, password = server
     owner_url = _url(SERVER, database=database)
     app_url = _url(SERVER, database=database, user=role, password=password)
     assert _manage(owner_url, "migrate", "--no-input").returncode == 0
     granted = _manage(owner_url, "grant_app_role", role)
     assert granted.returncode == 0, granted.stderr
+    return owner_url, app_url
+
+
+def test_app_role_cannot_change_audit_events(server):
+    owner_url, app_url = _migrate_and_grant(server)
     setup = _manage(app_url, "shell", "--no-imports", "-c", SETUP)
     assert setup.stdout.strip() == "ready", setup.stderr
 
@@ -167,12 +173,7 @@ def test_app_role_cannot_change_audit_events(server):
 
 
 def test_app_role_can_run_bulk_actions(server):
-    database, role, password = server
-    owner_url = _url(SERVER, database=database)
-    app_url = _url(SERVER, database=database, user=role, password=password)
-    assert _manage(owner_url, "migrate", "--no-input").returncode == 0
-    granted = _manage(owner_url, "grant_app_role", role)
-    assert granted.returncode == 0, granted.stderr
+    _, app_url = _migrate_and_grant(server)
 
     # Bulk actions write with COPY and take invitation ids from the sequence.
     done = _manage(app_url, "shell", "--no-imports", "-c", BULK_ACTIONS)
