@@ -289,9 +289,12 @@ class Page:
             "`patients.actions.claim()` takes a one-time key. Then "
             "`patients.jobs.start()` and `patients.jobs.run()` carry out the whole "
             f"job in the benchmark's process, in chunks of {chunk_size} patients, "
-            "each calling `enable_access()` or `send_invitations()`, which plan, "
-            "re-check under lock and write in chunks of 500 with audit records "
-            "and delivery tasks.",
+            "each calling `enable_access()` or `send_invitations()`. Enabling "
+            "plans the chunk in one query, then re-checks and changes 500 "
+            "patients at a time in one UPDATE; sending locks and checks 500 "
+            "patients at a time. Both write the audit records, and sending the "
+            "invitations, with COPY on PostgreSQL and executemany on SQLite, and "
+            "queues the delivery tasks in the same transaction.",
             "",
         )
         rows = []
