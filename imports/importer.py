@@ -65,6 +65,7 @@ from imports.rows import sqlite_pragmas
 from imports.scratch import Candidate, Scratch
 from imports.store import Store
 from imports.summary import Summary, Tally
+from portal.bulk_writes import commit_without_waiting_for_disk
 
 logger = logging.getLogger(__name__)
 
@@ -535,6 +536,10 @@ class Importer(Problems):
         outcomes = Counter()
         try:
             with transaction.atomic():
+                # A chunk lost to a crash of the database server is imported
+                # again by the next run. _finish_run()'s ordinary commit writes
+                # every chunk to disk before the summary says it was saved.
+                commit_without_waiting_for_disk()
                 context = prepare(items) if prepare else None
                 saved_together = self._save_together(items, save_all, context)
                 if saved_together is not None:

@@ -11,7 +11,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -20,7 +20,11 @@ from audit.services import record, record_many
 from invitations.models import Invitation, hash_token
 from patients import bulk
 from patients.models import Patient
-from portal.bulk_writes import insert_rows, reserve_ids
+from portal.bulk_writes import (
+    commit_without_waiting_for_disk,
+    insert_rows,
+    reserve_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +317,9 @@ def record_delivery(invitation_id: int, *, sent: bool, error: str = "") -> Invit
     An invitation already recorded as sent is left as it is, so a repeated
     delivery neither writes a second audit record nor turns it into a failure.
     """
-    _commit_without_waiting_for_disk()
+    # A delivery record lost to a crash of the database server means the
+    # message is sent again, with the same link, and recorded then.
+    commit_without_waiting_for_disk()
     invitation = (
         Invitation.objects.select_for_update()
         .select_related("patient")
@@ -370,7 +376,9 @@ def record_sent(invitation_ids: list[int]) -> None:
     The same as record_delivery(sent=True) for each, with one audit record
     per invitation. Invitations already recorded as sent are left as they are.
     """
-    _commit_without_waiting_for_disk()
+    # A delivery record lost to a crash of the database server means the
+    # message is sent again, with the same link, and recorded then.
+    commit_without_waiting_for_disk()
     now = timezone.now()
     rows = list(
         Invitation.objects.select_for_update()
@@ -429,20 +437,6 @@ def cancel_delivery(invitation_id: int, *, reason: str) -> bool:
         cancelled=True,
     )
     return True
-
-
-def _commit_without_waiting_for_disk() -> None:
-    """Let PostgreSQL confirm this transaction's commit before writing it to disk.
-
-    Waiting for the disk takes a few milliseconds per delivery, more than
-    sending the message. If the database server itself crashes, the last
-    fraction of a second of such commits may be lost, which for a delivery
-    record means the message is sent again, with the same link, and recorded
-    then. Other processes see the commit at once either way.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _free_or_held_by(token: str, now):

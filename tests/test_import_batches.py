@@ -3,10 +3,10 @@
 import datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from imports import importer
+from imports import importer, services
 from imports.importer import CHUNK_SIZE
 from imports.store import Store
 from patients.models import Appointment, Patient, PatientIdentifier, Practitioner, Tag
@@ -284,3 +284,38 @@ def test_first_import_repeats_across_chunks(tmp_path, monkeypatch):
     assert PatientIdentifier.objects.get(value="shared").patient.source_id == "p2"
     moved = Appointment.objects.get(source_id="a1")
     assert moved.start == datetime.datetime(2027, 3, 2, 9, tzinfo=datetime.UTC)
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_commit_without_waiting_until_the_end(tmp_path, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting")
+    seen = {"chunks": set(), "finish": None}
+    save_together = importer.Importer._save_together
+    finish_run = services._finish_run
+
+    def watch_chunk(self, *args, **kwargs):
+        seen["chunks"].add(_synchronous_commit())
+        return save_together(self, *args, **kwargs)
+
+    def watch_finish(run, *args, **kwargs):
+        with transaction.atomic():
+            seen["finish"] = _synchronous_commit()
+            return finish_run(run, *args, **kwargs)
+
+    monkeypatch.setattr(importer.Importer, "_save_together", watch_chunk)
+    monkeypatch.setattr(services, "_finish_run", watch_finish)
+
+    summary = run_import(_export(tmp_path / "export", 3))
+
+    assert summary.patients.created == 3
+    # Each chunk may be lost to a server crash; the run's last commit waits
+    # for the disk, and with it every chunk before it.
+    assert seen["chunks"] == {"off"}
+    assert seen["finish"] == "on"
