@@ -1,12 +1,13 @@
 """The one entry point for importing patients, from the command line or the web."""
 
+import contextlib
 import logging
 import time
 import traceback
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -19,6 +20,8 @@ from imports.summary import Summary
 logger = logging.getLogger(__name__)
 
 ACTOR_LABEL = "import"
+# The key of PostgreSQL's advisory lock that one import run holds at a time.
+IMPORT_LOCK = 74_616_901
 
 
 def import_patients(
@@ -81,9 +84,59 @@ def run_import(
     interval = settings.IMPORT_PROGRESS_SECONDS
     if progress is not None:
         interval = min(interval, progress_interval)
-    importer = Importer(
-        source=source, run_id=run.pk, progress=recorder, progress_interval=interval
+    with _one_run_at_a_time(run.pk):
+        importer = Importer(
+            source=source, run_id=run.pk, progress=recorder, progress_interval=interval
+        )
+        summary = _run_importer(importer, run, paths)
+    if file_labels:
+        relabel_files(summary, file_labels)
+
+    _finish_run(run, summary, importer.progress.snapshot(), actor)
+    logger.info(
+        "Import run %s finished: %d records read, %d skipped, patients %s",
+        run.pk,
+        summary.records_read,
+        summary.skipped_count,
+        summary.patients.as_dict(),
     )
+    return summary
+
+
+@contextlib.contextmanager
+def _one_run_at_a_time(run_id: int):
+    """Wait, on PostgreSQL, until no other import runs, and hold that until done.
+
+    Two runs of one export at once would each look for the other's new
+    patients before it committed them, then fail to save them as duplicates.
+    SQLite needs no lock: each chunk holds its only write lock from its
+    first lookup to its commit.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [IMPORT_LOCK])
+        if not cursor.fetchone()[0]:
+            logger.info("Import run %s waits for another import to finish", run_id)
+            cursor.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK])
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [IMPORT_LOCK])
+        except DatabaseError as error:
+            logger.warning(
+                "Import run %s could not release its lock (%s); it is released "
+                "when the database connection closes",
+                run_id,
+                type(error).__name__,
+            )
+
+
+def _run_importer(importer: Importer, run: ImportRun, paths: list[str]) -> Summary:
+    """Run IMPORTER; after an unexpected error, return what it did until then."""
     try:
         summary = importer.run(paths)
     except Exception as error:
@@ -101,17 +154,6 @@ def run_import(
             type(error).__name__,
             _place_in_code(error),
         )
-    if file_labels:
-        relabel_files(summary, file_labels)
-
-    _finish_run(run, summary, importer.progress.snapshot(), actor)
-    logger.info(
-        "Import run %s finished: %d records read, %d skipped, patients %s",
-        run.pk,
-        summary.records_read,
-        summary.skipped_count,
-        summary.patients.as_dict(),
-    )
     return summary
 
 
