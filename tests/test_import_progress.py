@@ -2,9 +2,13 @@
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
@@ -257,3 +261,25 @@ def test_nothing_read_fails_in_words(tmp_path):
     assert run.error.startswith("Nothing was imported.")
     assert "invalid JSON at line 1" in run.error
     assert "import it again" in run.error
+
+
+def test_command_on_unmigrated_database_says_to_migrate(tmp_path):
+    export = write_ndjson(tmp_path / "export.ndjson", [patient(id="p1")])
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}",
+    }
+
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "import_patients", str(export)],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert finished.returncode == 1
+    assert "is not migrated. Run `manage.py migrate` first" in finished.stderr
+    assert "Traceback" not in finished.stderr

@@ -4,6 +4,8 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -99,6 +101,12 @@ class Command(BaseCommand):
         source = options["source"]
         if source is not None and not 0 < len(source.strip()) <= 100:
             raise CommandError("--source must be 1 to 100 characters long.")
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            raise CommandError(
+                f"The database {connection.settings_dict['NAME']} is not migrated. "
+                "Run `manage.py migrate` first, then import again."
+            )
 
         # The stream itself, because Django's wrapper ends every write with a
         # line break, which would break the bar's redraws.
