@@ -382,11 +382,26 @@ class Store:
         patient = context["existing"].get((source, record.source_id))
         if patient is not None:
             return patient
-        for pair in record.identifiers:
-            owner = context["owners"].get(pair)
-            if owner is not None:
-                self.patient_aliases[(source, record.source_id)] = owner
-                return Patient.objects.get(pk=owner)
+        for system, value in record.identifiers:
+            owner = context["owners"].get((system, value))
+            if owner is None:
+                continue
+            patient = Patient.objects.get(pk=owner)
+            if (
+                record.birth_date is not None
+                and patient.birth_date is not None
+                and record.birth_date != patient.birth_date
+            ):
+                # Two people given one identifier by mistake are never merged:
+                # the record becomes a patient of its own.
+                self.summary.warn(
+                    record.location,
+                    f"identifier {system}|{value} belongs to a patient with another "
+                    "date of birth, so this record was not matched to that patient",
+                )
+                continue
+            self.patient_aliases[(source, record.source_id)] = owner
+            return patient
         return None
 
     def _apply_fields(

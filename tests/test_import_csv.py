@@ -446,7 +446,11 @@ def test_csv_patient_matched_by_fhir_identifier(tmp_path):
         "MRN-7,urn:mrn,Okafor,Chidi,1984-02-29",
     )
     run_import(path)
-    fhir = patient(id="f-77", identifier=[{"system": "urn:mrn", "value": "MRN-7"}])
+    fhir = patient(
+        id="f-77",
+        birthDate="1984-02-29",
+        identifier=[{"system": "urn:mrn", "value": "MRN-7"}],
+    )
 
     summary = run_import(write_json(tmp_path / "p.json", fhir))
 

@@ -128,6 +128,36 @@ def test_patient_matched_by_identifier(tmp_path):
     assert summary.patients.updated == 1
 
 
+def test_shared_identifier_never_merges_two_people(tmp_path):
+    mrn = {"system": "urn:mrn", "value": "M10"}
+    export = write_ndjson(
+        tmp_path / "Patient.ndjson",
+        [
+            _with_email("g10@example.org", id="g10", identifier=[mrn]),
+            _with_email(
+                "g7000@example.org",
+                id="g7000",
+                family="Okafor",
+                birthDate="1991-02-03",
+                identifier=[mrn],
+            ),
+        ],
+    )
+
+    first = run_import(export)
+    again = run_import(export)
+
+    by_id = {p.source_id: p for p in Patient.objects.all()}
+    assert set(by_id) == {"g10", "g7000"}
+    assert by_id["g10"].email == "g10@example.org"
+    assert by_id["g7000"].email == "g7000@example.org"
+    assert by_id["g7000"].family_name == "Okafor"
+    assert first.patients.created == 2
+    assert "another date of birth" in str(first.warnings)
+    assert again.patients.unchanged == 2
+    assert again.email_changes == 0
+
+
 def test_social_security_number_not_stored(tmp_path):
     ssn = {
         "type": {"coding": [{"code": "SS"}]},
