@@ -240,7 +240,10 @@ class Reference:
             return self.url or f"{self.resource_type}/{self.id}"
         if self.kind == "identifier":
             system = f"{self.system}|" if self.system else ""
-            return f"{self.resource_type or '?'}?identifier={system}{self.value}"
+            if not self.resource_type:
+                # An identifier-only reference names no resource type.
+                return f"identifier {system}{self.value}"
+            return f"{self.resource_type}?identifier={system}{self.value}"
         return self.url
 
 

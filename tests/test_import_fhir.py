@@ -4,6 +4,7 @@ import datetime
 
 import pytest
 
+from imports.fhir import parse_reference
 from patients.models import Appointment, Patient, Practitioner
 from tests.import_files import (
     NPI,
@@ -661,3 +662,11 @@ def test_resource_of_unexpected_shape_skipped(tmp_path, caplog):
     )
     assert summary.records_read == 4
     assert "Nguyen" not in caplog.text
+
+
+def test_identifier_only_reference_reads_plainly():
+    typed = parse_reference({"reference": "Practitioner?identifier=urn:npi|123"})
+    untyped = parse_reference({"identifier": {"system": "urn:npi", "value": "123"}})
+
+    assert str(typed) == "Practitioner?identifier=urn:npi|123"
+    assert str(untyped) == "identifier urn:npi|123"
