@@ -1,5 +1,6 @@
 """Builders for the import tests: small FHIR resources and the files holding them."""
 
+import datetime
 import json
 from pathlib import Path
 
@@ -20,6 +21,17 @@ def patient(id="p1", family="Nguyen", given=("Thi", "Lan"), **fields) -> dict:
     }
     resource.update(fields)
     return resource
+
+
+def numbered_patient(number: int, **fields) -> dict:
+    """Patient p<NUMBER>, whose given name and birth date no other number shares."""
+    birth_date = datetime.date(1950, 1, 1) + datetime.timedelta(days=number)
+    return patient(
+        id=f"p{number}",
+        given=(f"Ada{number}",),
+        birthDate=birth_date.isoformat(),
+        **fields,
+    )
 
 
 def practitioner(id="dr1", npi="1234567890", family="Ruiz", **fields) -> dict:

@@ -10,7 +10,13 @@ from imports import importer, services
 from imports.importer import CHUNK_SIZE
 from imports.store import Store
 from patients.models import Appointment, Patient, PatientIdentifier, Practitioner, Tag
-from tests.import_files import patient, practitioner, run_import, write_ndjson
+from tests.import_files import (
+    numbered_patient,
+    patient,
+    practitioner,
+    run_import,
+    write_ndjson,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -19,13 +25,8 @@ def _export(folder, count):
     resources = []
     for number in range(count):
         resources.append(
-            patient(
-                id=f"p{number}",
-                given=(f"Ada{number}",),
-                birthDate=(
-                    datetime.date(1950, 1, 1) + datetime.timedelta(days=number)
-                ).isoformat(),
-                identifier=[{"system": "urn:mrn", "value": f"mrn-{number}"}],
+            numbered_patient(
+                number, identifier=[{"system": "urn:mrn", "value": f"mrn-{number}"}]
             )
         )
         resources.append(

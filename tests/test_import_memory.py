@@ -1,14 +1,17 @@
 """An import keeps no state per patient in memory, however many patients it reads."""
 
-import datetime
-
 import pytest
 
 from imports import importer as importer_module
 from imports import scratch
 from imports.importer import Importer
 from patients.models import Patient
-from tests.import_files import encounter, patient, practitioner, write_ndjson
+from tests.import_files import (
+    encounter,
+    numbered_patient,
+    practitioner,
+    write_ndjson,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -53,17 +56,7 @@ def _import_watching_memory(*paths) -> tuple[Importer, int]:
 
 
 def _patients(count: int, **fields) -> list[dict]:
-    return [
-        patient(
-            id=f"p{number}",
-            given=(f"Ada{number}",),
-            birthDate=(
-                datetime.date(1950, 1, 1) + datetime.timedelta(days=number)
-            ).isoformat(),
-            **fields,
-        )
-        for number in range(count)
-    ]
+    return [numbered_patient(number, **fields) for number in range(count)]
 
 
 def test_general_practitioners_not_kept_per_patient(tmp_path):
