@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 ACTOR_LABEL = "import"
 # The key of PostgreSQL's advisory lock that one import run holds at a time.
 IMPORT_LOCK = 74_616_901
+# Seconds between attempts to take it while another import runs.
+LOCK_POLL_SECONDS = 2.0
 
 
 def import_patients(
@@ -115,11 +117,15 @@ def _one_run_at_a_time(run_id: int):
     if connection.vendor != "postgresql":
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [IMPORT_LOCK])
-        if not cursor.fetchone()[0]:
+    waiting = False
+    while not _take_import_lock():
+        if not waiting:
             logger.info("Import run %s waits for another import to finish", run_id)
-            cursor.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK])
+            waiting = True
+        # Shows the run alive meanwhile, so the recovery sweep does not take
+        # a waiting upload for one whose worker died.
+        ImportRun.objects.filter(pk=run_id).update(progress_at=timezone.now())
+        time.sleep(LOCK_POLL_SECONDS)
     try:
         yield
     finally:
@@ -133,6 +139,12 @@ def _one_run_at_a_time(run_id: int):
                 run_id,
                 type(error).__name__,
             )
+
+
+def _take_import_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [IMPORT_LOCK])
+        return cursor.fetchone()[0]
 
 
 def _run_importer(importer: Importer, run: ImportRun, paths: list[str]) -> Summary:
