@@ -101,7 +101,9 @@ def test_health_check_fails_without_database(tmp_path):
 def test_health_check_in_gunicorn_follows_database(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    env = production_env(f"sqlite:///{folder / 'portal.sqlite3'}")
+    # One worker: each remembers its own last check, and logs the recovery
+    # only if it saw the failure itself.
+    env = production_env(f"sqlite:///{folder / 'portal.sqlite3'}", GUNICORN_WORKERS="1")
     with running_gunicorn(env, tmp_path) as server:
         _probe_through_outage(server, folder)
 
