@@ -539,12 +539,11 @@ class Importer(Problems):
                 context = prepare(items) if prepare else None
                 saved_together = self._save_together(items, save_all, context)
                 if saved_together is not None:
-                    # Only rows written, nothing emailed: a chunk lost to a crash
-                    # of the database server is imported again by the next run.
-                    # _finish_run()'s ordinary commit makes it durable before the
-                    # summary says it was saved. A chunk saved record by record
-                    # may change an email address and queue a notice, so its
-                    # commit waits for the disk.
+                    # These chunks write rows and queue no email, so one lost to a
+                    # crash of the database server is imported again by the next
+                    # run. _finish_run()'s ordinary commit makes it durable before
+                    # the summary reports it. A chunk saved record by record may
+                    # queue an email-change notice, so its commit waits.
                     commit_without_waiting_for_disk()
                     outcomes.update(outcome for outcome in saved_together if outcome)
                     items = []

@@ -33,8 +33,8 @@ def select_in(
     """Return FIELDS of the rows whose FIELD is one of VALUES.
 
     EQUAL names other fields and the value each must have. The ORM's
-    ``__in`` prepares every value through its field, which took a large part
-    of an import's lookups; here PostgreSQL gets the values as one array and
+    ``__in`` prepares every value through its field, and that took a large part
+    of an import's lookups. Here PostgreSQL gets the values as one array and
     SQLite as plain parameters.
     """
     values = list(values)

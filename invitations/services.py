@@ -97,8 +97,8 @@ def send_invitations(patients, *, actor) -> bulk.Plan:
                 now,
                 allow_resend=True,
             )
-            # Run now, so the rows are locked before the check below: then it
-            # sees the invitations of another send that held them meanwhile.
+            # Run now, so the rows are locked before the check below. That check
+            # then reads the invitations of another send that locked them first.
             checked = list(checked.order_by().values_list("pk", "skip_reason", "email"))
             # The last check is made here for the whole chunk. Inside the query
             # above, PostgreSQL may choose to read every recent invitation.

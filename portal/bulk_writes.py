@@ -60,27 +60,27 @@ def insert_rows(
         raise RuntimeError("insert_rows() must run inside the transaction of a change.")
     opts = model._meta
     # A field is named by its name or, for a foreign key, its column's ("patient_id").
-    given = [opts.get_field(name) for name in fields]
+    named = [opts.get_field(name) for name in fields]
     rest = [
         field
         for field in opts.concrete_fields
-        if field not in given and not field.primary_key
+        if field not in named and not field.primary_key
     ]
     defaults = tuple(_column_value(field, field.get_default()) for field in rest)
     # Only the columns whose values need converting are touched in each row.
     converted = [
         (index, _cached(convert))
-        for index, convert in enumerate(_to_database(field) for field in given)
+        for index, convert in enumerate(_to_database(field) for field in named)
         if convert is not None
     ]
-    columns = [field.column for field in given + rest]
+    columns = [field.column for field in named + rest]
 
     def database_rows():
         for row in rows:
-            if len(row) != len(given):
+            if len(row) != len(named):
                 raise ValueError(
                     f"insert_rows() got a row of {len(row)} values "
-                    f"for {len(given)} fields."
+                    f"for {len(named)} fields."
                 )
             if converted:
                 row = list(row)
@@ -161,7 +161,7 @@ def commit_without_waiting_for_disk() -> None:
 
     Waiting for the disk costs a few milliseconds per commit. If the database
     server itself crashes, the last fraction of a second of such commits may
-    be lost; the caller must be able to redo them. A later ordinary commit
+    be lost, so the caller must be able to redo them. A later ordinary commit
     writes them all to disk. Other sessions see the commit at once either way.
     Does nothing on SQLite.
     """

@@ -335,7 +335,7 @@ def test_new_chunks_commit_without_waiting(tmp_path, monkeypatch):
 
     assert first.patients.created == 3
     # Chunks of new rows may be lost to a server crash and are imported
-    # again; the run's last commit waits for the disk, and with it theirs.
+    # again. The run's last commit waits for the disk, and with it theirs.
     assert new_chunks >= 1
     assert set(seen["chunks"]) == {"off"}
     assert seen["finish"] == "on"
