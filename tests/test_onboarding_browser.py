@@ -108,3 +108,27 @@ def test_list_page_loads_nothing_from_other_sites(
 
     assert requested
     assert all(url.startswith(live_server.url) for url in requested)
+
+
+def test_filter_fields_do_not_overlap(page, live_server, front_desk, heart_patients):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    log_in_staff(page, live_server.url)
+
+    boxes = [
+        field.bounding_box()
+        for field in page.locator(
+            ".filters .filter-grid select, .filters .filter-grid input"
+        ).all()
+        if field.is_visible()
+    ]
+
+    assert len(boxes) > 4
+    for number, first in enumerate(boxes):
+        for second in boxes[number + 1 :]:
+            apart = (
+                first["x"] + first["width"] <= second["x"]
+                or second["x"] + second["width"] <= first["x"]
+                or first["y"] + first["height"] <= second["y"]
+                or second["y"] + second["height"] <= first["y"]
+            )
+            assert apart, (first, second)
